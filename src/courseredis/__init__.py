@@ -1,0 +1,1 @@
+"""The Redis layer of the course platform: key schema, connection, patterns and operations."""
