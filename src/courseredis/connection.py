@@ -1,0 +1,108 @@
+"""One factory for every Redis client of the project: sync or asyncio, node or cluster.
+
+Retry policy, on purpose:
+- connection errors and timeouts are retried with jittered exponential backoff, so a
+  failover or a restart is ridden out instead of surfacing as an error at once;
+- MOVED and ASK redirections are followed by the cluster client itself (it refreshes its
+  slot table on MOVED), and a cluster that is down while a replica is promoted counts as a
+  connection error for the retry above;
+- a command is never retried after a reply, so nothing but idempotent transport failures
+  are repeated (Lua scripts here are written so a retried call is harmless).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.asyncio.retry
+import redis.cluster
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ClusterDownError, ConnectionError, TimeoutError
+from redis.retry import Retry
+
+from courseredis.settings import RedisSettings
+
+SyncClient: TypeAlias = "redis.Redis | redis.cluster.RedisCluster"
+AsyncClient: TypeAlias = "redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster"
+
+_RETRIED = (ConnectionError, TimeoutError, ClusterDownError)
+
+
+def _common(settings: RedisSettings) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "username": settings.username,
+        "password": settings.password.get_secret_value() if settings.password else None,
+        "socket_timeout": settings.socket_timeout_s,
+        "socket_connect_timeout": settings.connect_timeout_s,
+        "decode_responses": True,
+        "health_check_interval": 30,
+    }
+    if settings.tls:
+        options["ssl"] = True
+        if settings.tls_ca_file:
+            options["ssl_ca_certs"] = settings.tls_ca_file
+    return options
+
+
+def _backoff(settings: RedisSettings) -> ExponentialWithJitterBackoff:
+    return ExponentialWithJitterBackoff(
+        base=settings.retry_backoff_base_s, cap=settings.retry_backoff_cap_s
+    )
+
+
+def _nodes(settings: RedisSettings) -> list[tuple[str, int]]:
+    out = []
+    for node in settings.cluster_nodes:
+        host, _, port = node.rpartition(":")
+        out.append((host, int(port)))
+    return out
+
+
+def create_client(settings: RedisSettings | None = None) -> SyncClient:
+    """A sync client for the node or cluster the settings name (from the environment if None)."""
+    settings = settings or RedisSettings()
+    retry = Retry(_backoff(settings), settings.retries, supported_errors=_RETRIED)
+    if settings.is_cluster:
+        return redis.cluster.RedisCluster(
+            startup_nodes=[
+                redis.cluster.ClusterNode(h, p)  # type: ignore[no-untyped-call]
+                for h, p in _nodes(settings)
+            ],
+            retry=retry,
+            max_connections=settings.max_connections,
+            **_common(settings),
+        )
+    assert settings.url is not None
+    return redis.Redis.from_url(
+        settings.url,
+        retry=retry,
+        retry_on_error=list(_RETRIED),
+        max_connections=settings.max_connections,
+        **_common(settings),
+    )
+
+
+def create_async_client(settings: RedisSettings | None = None) -> AsyncClient:
+    """An asyncio client for the node or cluster the settings name."""
+    settings = settings or RedisSettings()
+    retry = redis.asyncio.retry.Retry(
+        _backoff(settings), settings.retries, supported_errors=_RETRIED
+    )
+    if settings.is_cluster:
+        return redis.asyncio.cluster.RedisCluster(
+            startup_nodes=[redis.asyncio.cluster.ClusterNode(h, p) for h, p in _nodes(settings)],
+            retry=retry,
+            max_connections=settings.max_connections,
+            **_common(settings),
+        )
+    assert settings.url is not None
+    return redis.asyncio.Redis.from_url(
+        settings.url,
+        retry=retry,
+        retry_on_error=list(_RETRIED),
+        max_connections=settings.max_connections,
+        **_common(settings),
+    )

@@ -1,0 +1,369 @@
+"""The key schema: every key the platform writes, declared once.
+
+Services build keys only through the builders below; the keyspace audit and the smoke
+suite map keys back with `classify`; the ACL rules and the README table are generated from
+`PATTERNS`. A builder validates every identifier before it reaches a key, so no
+user-controlled string can create a key outside this schema.
+
+Hash tags: none. In Redis Cluster a literal `{...}` pins a key to a slot; no pattern here
+needs two keys in one slot, because each multi-part operation keeps its state in one key:
+the several windows of a rate-limit policy share the key of their (identity, route), and a
+refresh-token family is one key whose record holds the current and previous token. Braces
+are therefore refused in every identifier.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+RedisType = Literal["string", "hash", "zset"]
+
+# The lifetimes the patterns use by default; TTL rules below are derived from them.
+ACCESS_TOKEN_LIFETIME = timedelta(minutes=15)
+REVOCATION_SKEW = timedelta(seconds=30)
+REFRESH_TOKEN_TTL = timedelta(days=7)
+LOCK_LEASE = timedelta(seconds=30)
+COURSE_CACHE_TTL = timedelta(minutes=5)
+SESSION_TTL = timedelta(hours=24)
+IDEMPOTENCY_TTL = timedelta(hours=24)
+# The longest rate-limit window a policy may use, and the longest a key may live: a sliding
+# window counter keeps the previous window's count until the current window ends.
+RATE_LIMIT_MAX_WINDOW = timedelta(hours=1)
+RATE_LIMIT_KEY_MAX_TTL = 2 * RATE_LIMIT_MAX_WINDOW
+
+MAX_IDENTIFIER_LENGTH = 64
+
+
+class InvalidIdentifier(ValueError):
+    """An identifier may not be part of a key: wrong type, wrong shape, or too long."""
+
+
+# --- identifier validators: each returns the canonical text that goes into the key ---------
+
+
+def _positive_int(name: str, value: object) -> str:
+    # bool is an int in Python; True must not become user 1.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidIdentifier(f"{name} must be an int, not {type(value).__name__}")
+    if not 0 < value < 2**63:
+        raise InvalidIdentifier(f"{name} must be between 1 and 2**63-1, not {value}")
+    return str(value)
+
+
+def _uuid(name: str, value: object) -> str:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if not isinstance(value, str):
+        raise InvalidIdentifier(f"{name} must be a UUID, not {type(value).__name__}")
+    if len(value) != 36:
+        raise InvalidIdentifier(f"{name} must be a canonical UUID (36 characters): {value!r:.80}")
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        raise InvalidIdentifier(f"{name} is not a UUID: {value!r:.80}") from None
+    if str(parsed) != value.lower():
+        raise InvalidIdentifier(f"{name} must be a canonical UUID: {value!r:.80}")
+    return str(parsed)
+
+
+def _ip(name: str, value: object) -> str:
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return value.compressed
+    if not isinstance(value, str):
+        raise InvalidIdentifier(f"{name} must be an IP address, not {type(value).__name__}")
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise InvalidIdentifier(f"{name} is not an IP address: {value!r:.80}") from None
+    # One client, one key: ::ffff:1.2.3.4 and 1.2.3.4 are the same client.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.compressed
+    return address.compressed
+
+
+_NAME = re.compile(r"[a-z][a-z0-9_.-]*")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _matching(regex: re.Pattern[str], what: str) -> Callable[[str, object], str]:
+    def validate(name: str, value: object) -> str:
+        if not isinstance(value, str):
+            raise InvalidIdentifier(f"{name} must be a str, not {type(value).__name__}")
+        if not 0 < len(value) <= MAX_IDENTIFIER_LENGTH:
+            raise InvalidIdentifier(
+                f"{name} must be 1 to {MAX_IDENTIFIER_LENGTH} characters, not {len(value)}"
+            )
+        if not regex.fullmatch(value):
+            raise InvalidIdentifier(f"{name} must be {what}: {value!r:.80}")
+        return value
+
+    return validate
+
+
+_name = _matching(_NAME, "lowercase letters, digits, '_', '.', '-', starting with a letter")
+_token = _matching(_TOKEN, "letters, digits, '_' or '-'")
+
+# The same shapes as regular expressions, to map keys back to their pattern.
+_FIELD_REGEX = {
+    "int": r"[1-9][0-9]{0,18}",
+    "uuid": r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+    # An IPv6 address has colons: the route after it has none, so the last colon splits.
+    "ip": r"[0-9a-f.:]{2,45}",
+    "name": r"[a-z][a-z0-9_.-]{0,63}",
+    "token": r"[A-Za-z0-9_-]{1,64}",
+}
+_VALIDATORS: dict[str, Callable[[str, object], str]] = {
+    "int": _positive_int,
+    "uuid": _uuid,
+    "ip": _ip,
+    "name": _name,
+    "token": _token,
+}
+
+
+@dataclass(frozen=True)
+class TtlRule:
+    """How long a key of a pattern may live; every key of the schema has a TTL."""
+
+    max: timedelta
+    description: str
+
+
+@dataclass(frozen=True)
+class KeyPattern:
+    name: str
+    title: str
+    template: str  # placeholders as <name:kind>, kind one of _FIELD_REGEX
+    redis_types: tuple[RedisType, ...]
+    ttl: TtlRule
+    owner: str  # the service that writes it
+    purpose: str
+
+    @property
+    def fields(self) -> tuple[tuple[str, str], ...]:
+        return tuple(
+            (m.group(1), m.group(2)) for m in re.finditer(r"<([a-z_]+):([a-z]+)>", self.template)
+        )
+
+    @property
+    def display_template(self) -> str:
+        """The template as people write it: `course:<id>`."""
+        return re.sub(r"<([a-z_]+):[a-z]+>", r"<\1>", self.template)
+
+    @property
+    def prefix(self) -> str:
+        """The literal text every key of the pattern starts with (for ACL key patterns)."""
+        return self.template.split("<", 1)[0]
+
+    @property
+    def regex(self) -> re.Pattern[str]:
+        parts = re.split(r"(<[a-z_]+:[a-z]+>)", self.template)
+        out = []
+        for part in parts:
+            field = re.fullmatch(r"<([a-z_]+):([a-z]+)>", part)
+            if field:
+                out.append(f"(?P<{field.group(1)}>{_FIELD_REGEX[field.group(2)]})")
+            else:
+                out.append(re.escape(part))
+        return re.compile("".join(out))
+
+    def build(self, **ids: object) -> str:
+        expected = dict(self.fields)
+        if set(ids) != set(expected):
+            raise InvalidIdentifier(f"{self.name} key takes {sorted(expected)}, got {sorted(ids)}")
+        key = self.template
+        for name, kind in expected.items():
+            key = key.replace(f"<{name}:{kind}>", _VALIDATORS[kind](name, ids[name]))
+        return key
+
+
+JWT_REVOKED = KeyPattern(
+    name="jwt_revoked",
+    title="JWT blacklist",
+    template="jwt:revoked:<jti:uuid>",
+    redis_types=("string",),
+    ttl=TtlRule(
+        ACCESS_TOKEN_LIFETIME + REVOCATION_SKEW,
+        "remaining access-token lifetime + skew (at most 15 m 30 s)",
+    ),
+    owner="auth",
+    purpose="a revoked access token's jti; the gateway refuses the token while it exists",
+)
+REFRESH_TOKEN = KeyPattern(
+    name="refresh_token",
+    title="Refresh token",
+    template="refresh:<family:uuid>",
+    redis_types=("string",),
+    ttl=TtlRule(REFRESH_TOKEN_TTL, "7 d from the last rotation"),
+    owner="auth",
+    purpose=(
+        "one refresh-token family (JSON: userId, scope, createdAt, family, the current and "
+        "previous token); one key per family makes rotation and reuse detection atomic"
+    ),
+)
+RATE_LIMIT_IP = KeyPattern(
+    name="ratelimit_ip",
+    title="Rate limit (per IP)",
+    template="ratelimit:ip:<ip:ip>:<route:name>",
+    redis_types=("zset", "hash"),
+    ttl=TtlRule(RATE_LIMIT_KEY_MAX_TTL, "the policy's longest window (2 windows for the counter)"),
+    owner="gateway",
+    purpose="hits of one client IP on one route: a sorted set (log) or hash (other algorithms)",
+)
+RATE_LIMIT_USER = KeyPattern(
+    name="ratelimit_user",
+    title="Rate limit (per user)",
+    template="ratelimit:user:<user_id:int>:<route:name>",
+    redis_types=("zset", "hash"),
+    ttl=TtlRule(RATE_LIMIT_KEY_MAX_TTL, "the policy's longest window (2 windows for the counter)"),
+    owner="gateway",
+    purpose="hits of one user on one route: a sorted set (log) or hash (other algorithms)",
+)
+ENROLLMENT_LOCK = KeyPattern(
+    name="enrollment_lock",
+    title="Enrollment lock",
+    template="lock:enrollment:<course_id:int>:<user_id:int>",
+    redis_types=("string",),
+    ttl=TtlRule(LOCK_LEASE, "the lease (30 s), renewed while the work runs"),
+    owner="enrollments",
+    purpose="owner token of the process enrolling one user in one course",
+)
+COURSE_CACHE = KeyPattern(
+    name="course_cache",
+    title="Course cache",
+    template="course:<id:int>",
+    redis_types=("string",),
+    ttl=TtlRule(COURSE_CACHE_TTL, "5 m; deleted on CourseUpdated / CourseDeleted"),
+    owner="courses",
+    purpose="a course as JSON (or a short-lived not-found or loading marker)",
+)
+SESSION = KeyPattern(
+    name="session",
+    title="Session",
+    template="session:<session_id:uuid>",
+    redis_types=("hash",),
+    ttl=TtlRule(SESSION_TTL, "24 h from the last recorded activity"),
+    owner="auth",
+    purpose="user_id, roles, created_at, last_activity of one login",
+)
+IDEMPOTENCY = KeyPattern(
+    name="idempotency",
+    title="Idempotency",
+    template="idem:<consumer:name>:<event_id:token>",
+    redis_types=("string",),
+    ttl=TtlRule(IDEMPOTENCY_TTL, "24 h after processing (a short lease while processing)"),
+    owner="courses, enrollments",
+    purpose="a consumer's claim on one event, then its done marker",
+)
+
+PATTERNS: tuple[KeyPattern, ...] = (
+    JWT_REVOKED,
+    REFRESH_TOKEN,
+    RATE_LIMIT_IP,
+    RATE_LIMIT_USER,
+    ENROLLMENT_LOCK,
+    COURSE_CACHE,
+    SESSION,
+    IDEMPOTENCY,
+)
+_BY_NAME = {p.name: p for p in PATTERNS}
+_COMPILED = tuple((p, p.regex) for p in PATTERNS)
+
+
+def pattern(name: str) -> KeyPattern:
+    return _BY_NAME[name]
+
+
+# --- builders: the only way services make keys ---------------------------------------------
+
+
+def jwt_revoked(jti: str | uuid.UUID) -> str:
+    return JWT_REVOKED.build(jti=jti)
+
+
+def refresh_token(family: str | uuid.UUID) -> str:
+    return REFRESH_TOKEN.build(family=family)
+
+
+def ratelimit_ip(ip: str | ipaddress.IPv4Address | ipaddress.IPv6Address, route: str) -> str:
+    return RATE_LIMIT_IP.build(ip=ip, route=route)
+
+
+def ratelimit_user(user_id: int, route: str) -> str:
+    return RATE_LIMIT_USER.build(user_id=user_id, route=route)
+
+
+def enrollment_lock(course_id: int, user_id: int) -> str:
+    return ENROLLMENT_LOCK.build(course_id=course_id, user_id=user_id)
+
+
+def course(course_id: int) -> str:
+    return COURSE_CACHE.build(id=course_id)
+
+
+def session(session_id: str | uuid.UUID) -> str:
+    return SESSION.build(session_id=session_id)
+
+
+def idempotency(consumer: str, event_id: str | uuid.UUID) -> str:
+    return IDEMPOTENCY.build(consumer=consumer, event_id=str(event_id))
+
+
+def valid_int_id(name: str, value: object) -> int:
+    """Validate an integer identifier (a user or course id) by the schema's rule."""
+    return int(_positive_int(name, value))
+
+
+def valid_uuid(name: str, value: object) -> str:
+    """Validate a UUID identifier by the schema's rule; returns its canonical text."""
+    return _uuid(name, value)
+
+
+# --- mapping keys back ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyMatch:
+    pattern: KeyPattern
+    ids: dict[str, str]
+
+
+def classify(key: str | bytes) -> KeyMatch | None:
+    """The pattern a key belongs to, with its identifiers; None when it belongs to none."""
+    if isinstance(key, bytes):
+        try:
+            key = key.decode()
+        except UnicodeDecodeError:
+            return None
+    for candidate, regex in _COMPILED:
+        found = regex.fullmatch(key)
+        if found is None:
+            continue
+        ids = found.groupdict()
+        typed: dict[str, object] = {
+            name: int(ids[name]) if kind == "int" else ids[name] for name, kind in candidate.fields
+        }
+        # The regex admits a superset (e.g. '1.2.3' as an IP); the validator is the judge,
+        # and a key that is not in canonical form (an uncompressed IPv6) is not ours.
+        try:
+            if candidate.build(**typed) != key:
+                continue
+        except InvalidIdentifier:
+            continue
+        return KeyMatch(candidate, ids)
+    return None
+
+
+def require(key: str, *allowed: KeyPattern) -> KeyMatch:
+    """Check that `key` is a key of one of `allowed`; patterns use it on keys they are given."""
+    match = classify(key)
+    if match is None or match.pattern not in allowed:
+        names = ", ".join(p.display_template for p in allowed)
+        raise InvalidIdentifier(f"{key!r:.100} is not a key of {names}")
+    return match

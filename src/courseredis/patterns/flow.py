@@ -1,0 +1,214 @@
+"""One implementation of each pattern's Redis logic, run by a sync or an asyncio driver.
+
+A pattern's logic is a generator (a *flow*) that yields what it needs done (a command, a
+Lua script, a batch, a pause, a call to the caller's loader) and receives the result, or
+has the error thrown in. `run_sync` and `run_async` execute the same flow with a sync or
+an asyncio client, so the two APIs cannot drift apart: only the I/O differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias, TypeVar
+
+from redis.exceptions import NoScriptError
+
+from courseredis.connection import AsyncClient, SyncClient
+from courseredis.patterns.lua import LuaScript
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One Redis command; in a cluster it goes to the node owning its key."""
+
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Script:
+    """One Lua script call (EVALSHA, falling back to EVAL when the node lacks the script)."""
+
+    script: LuaScript
+    keys: tuple[str, ...]
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Commands sent together in one round trip (one pipeline per node on a cluster).
+
+    Not a transaction: each result is the command's reply or its exception, in order.
+    """
+
+    ops: tuple[Command | Script, ...]
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Call:
+    """Call a function of the caller's (a loader); the async driver awaits what it returns."""
+
+    function: Callable[[], Any]
+
+
+Op: TypeAlias = Command | Script | Batch | Sleep | Call
+Flow: TypeAlias = Generator[Op, Any, T]
+
+
+def monotonic() -> float:
+    """Deadlines use the monotonic clock: wall-clock jumps must not stretch a wait."""
+    return time.monotonic()
+
+
+# --- sync -------------------------------------------------------------------------------------
+
+
+def _script_sync(client: SyncClient, op: Script) -> Any:
+    try:
+        return client.evalsha(op.script.sha, len(op.keys), *op.keys, *op.args)
+    except NoScriptError:
+        # EVAL caches the script on that node, so the next EVALSHA finds it.
+        return client.eval(op.script.source, len(op.keys), *op.keys, *op.args)
+
+
+def _queue(pipe: Any, op: Command | Script) -> None:
+    if isinstance(op, Command):
+        pipe.execute_command(*op.args)
+    else:
+        pipe.evalsha(op.script.sha, len(op.keys), *op.keys, *op.args)
+
+
+def _batch_sync(client: SyncClient, batch: Batch) -> list[Any]:
+    pipe = client.pipeline(transaction=False)
+    for op in batch.ops:
+        _queue(pipe, op)
+    results: list[Any] = pipe.execute(raise_on_error=False)
+    for i, (op, result) in enumerate(zip(batch.ops, results, strict=True)):
+        if isinstance(op, Script) and isinstance(result, NoScriptError):
+            results[i] = _script_sync(client, op)
+    return results
+
+
+def _execute_sync(client: SyncClient, op: Op) -> Any:
+    if isinstance(op, Command):
+        return client.execute_command(*op.args)  # type: ignore[no-untyped-call]
+    if isinstance(op, Script):
+        return _script_sync(client, op)
+    if isinstance(op, Batch):
+        return _batch_sync(client, op)
+    if isinstance(op, Sleep):
+        time.sleep(op.seconds)
+        return None
+    result = op.function()
+    if inspect.isawaitable(result):
+        raise TypeError("a sync API was given an async loader; use the asyncio API")
+    return result
+
+
+def run_sync(client: SyncClient, flow: Flow[T]) -> T:
+    try:
+        op = next(flow)
+        while True:
+            try:
+                result = _execute_sync(client, op)
+            except Exception as error:  # handed to the flow, which decides
+                op = flow.throw(error)
+            else:
+                op = flow.send(result)
+    except StopIteration as stop:
+        value: T = stop.value
+        return value
+
+
+# --- asyncio ----------------------------------------------------------------------------------
+
+
+async def _script_async(client: AsyncClient, op: Script) -> Any:
+    try:
+        return await client.evalsha(op.script.sha, len(op.keys), *op.keys, *op.args)
+    except NoScriptError:
+        return await client.eval(op.script.source, len(op.keys), *op.keys, *op.args)
+
+
+async def _batch_async(client: AsyncClient, batch: Batch) -> list[Any]:
+    pipe = client.pipeline(transaction=False)
+    for op in batch.ops:
+        _queue(pipe, op)
+    results: list[Any] = await pipe.execute(raise_on_error=False)
+    for i, (op, result) in enumerate(zip(batch.ops, results, strict=True)):
+        if isinstance(op, Script) and isinstance(result, NoScriptError):
+            results[i] = await _script_async(client, op)
+    return results
+
+
+async def _execute_async(client: AsyncClient, op: Op) -> Any:
+    if isinstance(op, Command):
+        return await client.execute_command(*op.args)
+    if isinstance(op, Script):
+        return await _script_async(client, op)
+    if isinstance(op, Batch):
+        return await _batch_async(client, op)
+    if isinstance(op, Sleep):
+        await asyncio.sleep(op.seconds)
+        return None
+    result = op.function()
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+async def run_async(client: AsyncClient, flow: Flow[T]) -> T:
+    try:
+        op = next(flow)
+        while True:
+            try:
+                result = await _execute_async(client, op)
+            except Exception as error:
+                op = flow.throw(error)
+            else:
+                op = flow.send(result)
+    except StopIteration as stop:
+        value: T = stop.value
+        return value
+
+
+# --- helpers for flows ------------------------------------------------------------------------
+
+
+def text(value: Any) -> str | None:
+    """A reply as text, whatever `decode_responses` the client was built with."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode()
+    return str(value)
+
+
+def backoff_delays(
+    *, base_s: float, cap_s: float, rng: Callable[[float, float], float]
+) -> Generator[float, None, None]:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**n)].
+
+    Jitter spreads contenders that failed together, so they do not retry in lockstep.
+    """
+    attempt = 0
+    while True:
+        yield rng(0.0, min(cap_s, base_s * 2**attempt))
+        attempt += 1
+
+
+def batch_of(ops: Sequence[Command | Script]) -> Batch:
+    return Batch(tuple(ops))
+
+
+Loader: TypeAlias = Callable[[], "Any | Awaitable[Any]"]

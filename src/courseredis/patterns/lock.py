@@ -1,0 +1,214 @@
+"""The enrollment lock: `SET NX PX` with an owner token, released and extended by the owner.
+
+The lock is an efficiency guard that keeps two requests for the same enrollment from doing
+the work twice; the database's unique constraint is what makes a double enrollment
+impossible, because a lease can always expire under a paused process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+from courseredis import keys
+from courseredis.connection import AsyncClient, SyncClient
+from courseredis.patterns.flow import (
+    Command,
+    Flow,
+    Script,
+    Sleep,
+    backoff_delays,
+    monotonic,
+    run_async,
+    run_sync,
+    text,
+)
+from courseredis.patterns.lua import load
+
+_MS = timedelta(milliseconds=1)
+
+
+class LockError(RuntimeError):
+    pass
+
+
+class LockNotAcquired(LockError):
+    """Another owner held the lock for the whole wait."""
+
+
+class LockLost(LockError):
+    """The lease expired or was taken over before the owner released or extended it.
+
+    Whatever the owner did after losing it may have overlapped another owner's work.
+    """
+
+
+@dataclass(frozen=True)
+class Lease:
+    key: str
+    token: str
+    lease_ms: int
+
+
+@dataclass(frozen=True)
+class LockOptions:
+    lease: timedelta = keys.LOCK_LEASE
+    wait: timedelta = timedelta(0)  # how long to keep trying; 0 = one attempt
+    backoff_base: timedelta = timedelta(milliseconds=5)
+    backoff_cap: timedelta = timedelta(milliseconds=200)
+
+    def __post_init__(self) -> None:
+        if not timedelta(milliseconds=1) <= self.lease <= keys.ENROLLMENT_LOCK.ttl.max:
+            raise ValueError(f"lease must be 1 ms to {keys.ENROLLMENT_LOCK.ttl.max}")
+        if self.wait < timedelta(0):
+            raise ValueError("wait must not be negative")
+
+
+def _acquire(key: str, options: LockOptions, rng: random.Random) -> Flow[Lease]:
+    keys.require(key, keys.ENROLLMENT_LOCK)
+    lease = Lease(key, secrets.token_hex(16), options.lease // _MS)
+    deadline = monotonic() + options.wait.total_seconds()
+    delays = backoff_delays(
+        base_s=options.backoff_base.total_seconds(),
+        cap_s=options.backoff_cap.total_seconds(),
+        rng=rng.uniform,
+    )
+    while True:
+        if (yield Command(("SET", key, lease.token, "NX", "PX", lease.lease_ms))):
+            return lease
+        left = deadline - monotonic()
+        if left <= 0:
+            raise LockNotAcquired(f"{key} is held by another owner")
+        yield Sleep(min(next(delays), left))
+
+
+def _release(lease: Lease) -> Flow[None]:
+    if not (yield Script(load("compare_and_delete"), (lease.key,), (lease.token,))):
+        raise LockLost(f"{lease.key}: the lease had expired or passed to another owner")
+
+
+def _extend(lease: Lease, lease_ms: int | None) -> Flow[None]:
+    ms = lease_ms or lease.lease_ms
+    if not (yield Script(load("compare_and_pexpire"), (lease.key,), (lease.token, ms))):
+        raise LockLost(f"{lease.key}: the lease had expired or passed to another owner")
+
+
+def _held(lease: Lease) -> Flow[bool]:
+    value = yield Command(("GET", lease.key))
+    return text(value) == lease.token
+
+
+class Lock:
+    """Sync API.
+
+    with Lock(client).hold(keys.enrollment_lock(7, 42), LockOptions(wait=...), renew=True):
+        ...   # raises LockNotAcquired before, LockLost after if the lease was lost
+    """
+
+    def __init__(self, client: SyncClient, *, rng: random.Random | None = None) -> None:
+        self._client = client
+        self._rng = rng or random.Random()
+
+    def acquire(self, key: str, options: LockOptions = LockOptions()) -> Lease:
+        return run_sync(self._client, _acquire(key, options, self._rng))
+
+    def release(self, lease: Lease) -> None:
+        run_sync(self._client, _release(lease))
+
+    def extend(self, lease: Lease, lease_ms: int | None = None) -> None:
+        run_sync(self._client, _extend(lease, lease_ms))
+
+    def is_held(self, lease: Lease) -> bool:
+        return run_sync(self._client, _held(lease))
+
+    @contextlib.contextmanager
+    def hold(
+        self, key: str, options: LockOptions = LockOptions(), *, renew: bool = False
+    ) -> Iterator[Lease]:
+        """Hold the lock for the block; with `renew`, extend it every third of the lease.
+
+        A renewal that finds the lease gone stops renewing; the exit then raises LockLost
+        rather than releasing someone else's lock.
+        """
+        lease = self.acquire(key, options)
+        stop = threading.Event()
+        lost: list[BaseException] = []
+
+        def renew_loop() -> None:
+            while not stop.wait(lease.lease_ms / 3000):
+                try:
+                    self.extend(lease)
+                except LockLost as error:
+                    lost.append(error)
+                    return
+                except Exception:  # a blip: the next period tries again within the lease
+                    continue
+
+        renewer = threading.Thread(target=renew_loop, daemon=True) if renew else None
+        if renewer:
+            renewer.start()
+        try:
+            yield lease
+        finally:
+            stop.set()
+            if renewer:
+                renewer.join()
+            if lost:
+                raise lost[0]
+            self.release(lease)
+
+
+class AsyncLock:
+    """Asyncio API, same logic as `Lock`; renewal runs as a task."""
+
+    def __init__(self, client: AsyncClient, *, rng: random.Random | None = None) -> None:
+        self._client = client
+        self._rng = rng or random.Random()
+
+    async def acquire(self, key: str, options: LockOptions = LockOptions()) -> Lease:
+        return await run_async(self._client, _acquire(key, options, self._rng))
+
+    async def release(self, lease: Lease) -> None:
+        await run_async(self._client, _release(lease))
+
+    async def extend(self, lease: Lease, lease_ms: int | None = None) -> None:
+        await run_async(self._client, _extend(lease, lease_ms))
+
+    async def is_held(self, lease: Lease) -> bool:
+        return await run_async(self._client, _held(lease))
+
+    @contextlib.asynccontextmanager
+    async def hold(
+        self, key: str, options: LockOptions = LockOptions(), *, renew: bool = False
+    ) -> AsyncIterator[Lease]:
+        lease = await self.acquire(key, options)
+        lost: list[BaseException] = []
+
+        async def renew_loop() -> None:
+            while True:
+                await asyncio.sleep(lease.lease_ms / 3000)
+                try:
+                    await self.extend(lease)
+                except LockLost as error:
+                    lost.append(error)
+                    return
+                except Exception:
+                    continue
+
+        renewer = asyncio.create_task(renew_loop()) if renew else None
+        try:
+            yield lease
+        finally:
+            if renewer:
+                renewer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewer
+            if lost:
+                raise lost[0]
+            await self.release(lease)

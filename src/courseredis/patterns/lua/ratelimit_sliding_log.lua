@@ -1,0 +1,72 @@
+--[[ Sliding window log: exact sliding windows, one sorted-set member per admitted hit.
+
+KEYS[1]  the rate-limit key (sorted set; member = hit id, score = hit time in ms)
+ARGV[1]  cost: hits this request counts for (integer >= 1)
+ARGV[2]  nonce: unique per call, so hits in the same millisecond stay distinct members
+ARGV[3..] pairs (limit, window_ms), all decided together: the request is admitted only
+          when every limit admits it, and then counts against every window
+Returns  {allowed (0|1), remaining, retry_after_ms, reset_ms, binding limit index (1-based)}
+         remaining: of the binding limit (the one with the fewest left), after this hit;
+         retry_after_ms: 0 when allowed, else when the request would be admitted;
+         reset_ms: when, with no more hits, the binding limit is whole again.
+Times come from Redis TIME: every client and gateway shares one clock.
+]]
+local key = KEYS[1]
+local cost = tonumber(ARGV[1])
+local nonce = ARGV[2]
+local t = redis.call('TIME')
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = math.floor(now_us / 1000)
+
+local n = (#ARGV - 2) / 2
+local longest = 0
+for i = 1, n do
+  local window = tonumber(ARGV[2 + 2 * i])
+  if window > longest then longest = window end
+end
+-- A hit at time s is inside a window w while s > now - w.
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - longest)
+
+local allowed = 1
+local retry_after = 0
+local counts = {}
+for i = 1, n do
+  local limit = tonumber(ARGV[1 + 2 * i])
+  local window = tonumber(ARGV[2 + 2 * i])
+  local count = redis.call('ZCOUNT', key, '(' .. (now - window), '+inf')
+  counts[i] = count
+  if count + cost > limit then
+    allowed = 0
+    -- Admitted once enough of the oldest hits have left the window.
+    local leaving = count + cost - limit
+    local hit = redis.call('ZRANGEBYSCORE', key, '(' .. (now - window), '+inf',
+      'WITHSCORES', 'LIMIT', leaving - 1, 1)
+    local wait = tonumber(hit[2]) + window - now
+    if wait > retry_after then retry_after = wait end
+  end
+end
+
+if allowed == 1 then
+  for j = 1, cost do
+    redis.call('ZADD', key, now, now_us .. ':' .. nonce .. ':' .. j)
+  end
+end
+
+local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+local binding, remaining, reset = 1, nil, 0
+for i = 1, n do
+  local limit = tonumber(ARGV[1 + 2 * i])
+  local window = tonumber(ARGV[2 + 2 * i])
+  local left = limit - counts[i] - (allowed * cost)
+  local whole = 0
+  if newest[2] and tonumber(newest[2]) > now - window then
+    whole = tonumber(newest[2]) + window - now
+  end
+  if remaining == nil or left < remaining or (left == remaining and whole > reset) then
+    binding, remaining, reset = i, left, whole
+  end
+end
+if newest[2] then
+  redis.call('PEXPIRE', key, math.max(1, tonumber(newest[2]) + longest - now))
+end
+return {allowed, math.max(remaining, 0), retry_after, reset, binding}

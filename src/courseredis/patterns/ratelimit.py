@@ -1,0 +1,179 @@
+"""Rate limiting: four algorithms, one round trip per decision, several limits at once.
+
+Every decision is one Lua call that reads Redis `TIME`, so allowed, remaining, retry-after
+and reset are computed on the clock all gateways share, to the millisecond. All the limits
+of a policy (say 10 per second and 1000 per hour) live in the one key of their (identity,
+route), so they are decided atomically without hash tags and never raise CROSSSLOT.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+
+from redis.exceptions import ConnectionError, TimeoutError
+
+from courseredis import keys
+from courseredis.connection import AsyncClient, SyncClient
+from courseredis.patterns.flow import Flow, Script, run_async, run_sync
+from courseredis.patterns.lua import load
+
+
+class Algorithm(enum.StrEnum):
+    SLIDING_LOG = "sliding_log"  # exact; memory grows with the limit
+    SLIDING_COUNTER = "sliding_counter"  # approximate; O(1) memory
+    FIXED_WINDOW = "fixed_window"  # cheapest; allows up to 2x at a window edge
+    GCRA = "gcra"  # token bucket: smooth refill, bursts up to the limit
+
+
+_SCRIPTS = {
+    Algorithm.SLIDING_LOG: "ratelimit_sliding_log",
+    Algorithm.SLIDING_COUNTER: "ratelimit_sliding_counter",
+    Algorithm.FIXED_WINDOW: "ratelimit_fixed_window",
+    Algorithm.GCRA: "ratelimit_gcra",
+}
+
+
+class RateLimitUnavailable(RuntimeError):
+    """Redis could not decide and the policy fails closed: answer 503, not 429 or 200."""
+
+
+@dataclass(frozen=True)
+class Limit:
+    limit: int
+    window: timedelta
+
+    def __post_init__(self) -> None:
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
+            raise ValueError(f"a limit is a positive int, not {self.limit!r}")
+        if not timedelta(milliseconds=1) <= self.window <= keys.RATE_LIMIT_MAX_WINDOW:
+            raise ValueError(
+                f"a window is between 1 ms and {keys.RATE_LIMIT_MAX_WINDOW}, not {self.window}"
+            )
+
+    @property
+    def window_ms(self) -> int:
+        return int(self.window / timedelta(milliseconds=1))
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The limits one route applies to one identity, decided together."""
+
+    limits: tuple[Limit, ...]
+    algorithm: Algorithm = Algorithm.SLIDING_LOG
+    # Open: admit when Redis cannot answer (availability first, e.g. course reads).
+    # Closed: refuse with 503 (protection first, e.g. login against password guessing).
+    on_redis_error: Literal["open", "closed"] = "open"
+    _args: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.limits:
+            raise ValueError("a policy needs at least one limit")
+        windows = [limit.window_ms for limit in self.limits]
+        if len(set(windows)) != len(windows):
+            raise ValueError("two limits of one policy may not share a window")
+        flat: list[int] = []
+        for limit in self.limits:
+            flat += [limit.limit, limit.window_ms]
+        object.__setattr__(self, "_args", tuple(flat))
+
+    @classmethod
+    def of(
+        cls,
+        *limits: tuple[int, timedelta],
+        algorithm: Algorithm = Algorithm.SLIDING_LOG,
+        on_redis_error: Literal["open", "closed"] = "open",
+    ) -> Policy:
+        return cls(tuple(Limit(n, w) for n, w in limits), algorithm, on_redis_error)
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    limit: int  # of the binding limit: the one with the fewest hits left
+    window_ms: int
+    remaining: int
+    retry_after_ms: int  # 0 when allowed
+    reset_ms: int  # until the binding limit is whole again
+    degraded: bool = False  # Redis did not answer; decided by the policy's on_redis_error
+
+    def headers(self) -> dict[str, str]:
+        """`RateLimit-*` headers (IETF draft) and, when refused, `Retry-After` (seconds)."""
+        out = {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(-(-self.reset_ms // 1000)),
+            "RateLimit-Policy": f"{self.limit};w={-(-self.window_ms // 1000)}",
+        }
+        if not self.allowed:
+            out["Retry-After"] = str(max(1, -(-self.retry_after_ms // 1000)))
+        return out
+
+
+def hit_script(key: str, policy: Policy, cost: int = 1) -> Script:
+    """The one Lua call that decides `cost` hits on `key`; for batching with other calls."""
+    keys.require(key, keys.RATE_LIMIT_IP, keys.RATE_LIMIT_USER)
+    if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
+        raise ValueError(f"cost must be a positive int, not {cost!r}")
+    if any(cost > limit.limit for limit in policy.limits):
+        raise ValueError(f"cost {cost} exceeds a limit of the policy: it could never pass")
+    return Script(
+        load(_SCRIPTS[policy.algorithm]),
+        (key,),
+        (cost, secrets.token_hex(4), *policy._args),
+    )
+
+
+def parse_decision(policy: Policy, reply: Sequence[Any]) -> Decision:
+    allowed, remaining, retry_after, reset, binding = (int(x) for x in reply)
+    limit = policy.limits[binding - 1]
+    return Decision(
+        allowed=bool(allowed),
+        limit=limit.limit,
+        window_ms=limit.window_ms,
+        remaining=remaining,
+        retry_after_ms=retry_after,
+        reset_ms=reset,
+    )
+
+
+def degraded_decision(policy: Policy) -> Decision:
+    """What a policy answers when Redis cannot: admit (open) or raise (closed)."""
+    if policy.on_redis_error == "closed":
+        raise RateLimitUnavailable("rate limiter unavailable: Redis did not answer")
+    first = policy.limits[0]
+    return Decision(True, first.limit, first.window_ms, first.limit, 0, 0, degraded=True)
+
+
+def _hit(key: str, policy: Policy, cost: int) -> Flow[Decision]:
+    script = hit_script(key, policy, cost)
+    try:
+        reply = yield script
+    except (ConnectionError, TimeoutError):
+        return degraded_decision(policy)
+    return parse_decision(policy, reply)
+
+
+class RateLimiter:
+    """Sync API. `hit(keys.ratelimit_user(42, "enroll"), policy)` decides one request."""
+
+    def __init__(self, client: SyncClient) -> None:
+        self._client = client
+
+    def hit(self, key: str, policy: Policy, cost: int = 1) -> Decision:
+        return run_sync(self._client, _hit(key, policy, cost))
+
+
+class AsyncRateLimiter:
+    """Asyncio API, same logic as `RateLimiter`."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def hit(self, key: str, policy: Policy, cost: int = 1) -> Decision:
+        return await run_async(self._client, _hit(key, policy, cost))

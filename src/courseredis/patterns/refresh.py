@@ -1,0 +1,177 @@
+"""Refresh tokens: issue, rotate (single use, atomic, reuse revokes the family), revoke.
+
+A token is `<family>.<secret>`. One key per family, `refresh:<family>`, holds the current
+and the previous secret, so a rotation is one Lua call on one key: no CROSSSLOT, no window
+in which two clients can both rotate the same token, and revoking a whole family is one DEL.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from courseredis import keys
+from courseredis.connection import AsyncClient, SyncClient
+from courseredis.patterns.flow import Command, Flow, Script, run_async, run_sync, text
+from courseredis.patterns.lua import load
+
+_MS = timedelta(milliseconds=1)
+_SECRET = re.compile(r"[A-Za-z0-9_-]{43}")
+GRACE = timedelta(seconds=10)
+
+
+class InvalidRefreshToken(ValueError):
+    """The presented string is not a refresh token of ours (checked before Redis is asked)."""
+
+
+class RotationStatus(enum.StrEnum):
+    ROTATED = "rotated"  # the token was current: here is its successor
+    RETRY = "retry"  # the token was just rotated: the same successor again
+    REUSED = "reused"  # an old token came back: the family is revoked
+    UNKNOWN = "unknown"  # expired, revoked, or never issued
+
+
+@dataclass(frozen=True)
+class RefreshRecord:
+    user_id: int
+    scope: str
+    family: str
+    created_at_ms: int
+    generation: int
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    record: RefreshRecord
+
+
+@dataclass(frozen=True)
+class Rotation:
+    status: RotationStatus
+    token: str | None  # the successor, for ROTATED and RETRY
+    record: RefreshRecord | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (RotationStatus.ROTATED, RotationStatus.RETRY)
+
+
+def parse_token(token: object) -> tuple[str, str]:
+    """Split `<family>.<secret>`; raise InvalidRefreshToken on anything else."""
+    if not isinstance(token, str) or len(token) > 100:
+        raise InvalidRefreshToken("a refresh token is a string of at most 100 characters")
+    family, dot, secret = token.partition(".")
+    if not dot or not _SECRET.fullmatch(secret):
+        raise InvalidRefreshToken("malformed refresh token")
+    try:
+        return keys.valid_uuid("family", family), secret
+    except keys.InvalidIdentifier:
+        raise InvalidRefreshToken("malformed refresh token") from None
+
+
+def _record(raw: str) -> RefreshRecord:
+    data = json.loads(raw)
+    return RefreshRecord(
+        user_id=int(data["userId"]),
+        scope=data["scope"],
+        family=data["family"],
+        created_at_ms=int(data["createdAt"]),
+        generation=int(data["generation"]),
+    )
+
+
+def _new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _issue(user_id: int, scope: str, created_at_ms: int | None) -> Flow[IssuedToken]:
+    family = str(uuid.uuid4())
+    key = keys.refresh_token(family)
+    keys.valid_int_id("user_id", user_id)
+    if not isinstance(scope, str) or len(scope) > 256:
+        raise ValueError("scope is a string of at most 256 characters")
+    if created_at_ms is None:
+        seconds, micros = yield Command(("TIME",))
+        created_at_ms = int(seconds) * 1000 + int(micros) // 1000
+    secret = _new_secret()
+    record = {
+        # userId as a string: Lua's cjson would print large numbers in exponent form.
+        "userId": str(user_id),
+        "scope": scope,
+        "createdAt": created_at_ms,
+        "family": family,
+        "generation": 1,
+        "current": secret,
+        "previous": None,
+        "rotatedAt": None,
+    }
+    yield Command(("SET", key, json.dumps(record), "PX", keys.REFRESH_TOKEN_TTL // _MS, "NX"))
+    return IssuedToken(f"{family}.{secret}", _record(json.dumps(record)))
+
+
+def _rotate(token: str, grace: timedelta) -> Flow[Rotation]:
+    family, secret = parse_token(token)
+    status, raw = yield Script(
+        load("refresh_rotate"),
+        (keys.refresh_token(family),),
+        (secret, _new_secret(), grace // _MS, keys.REFRESH_TOKEN_TTL // _MS),
+    )
+    status = RotationStatus(text(status) or "")
+    if status in (RotationStatus.ROTATED, RotationStatus.RETRY):
+        raw_text = text(raw) or ""
+        current = json.loads(raw_text)["current"]
+        return Rotation(status, f"{family}.{current}", _record(raw_text))
+    record = _record(text(raw) or "") if status is RotationStatus.REUSED else None
+    return Rotation(status, None, record)
+
+
+def _revoke(token_or_family: str) -> Flow[bool]:
+    if "." in token_or_family:
+        family, _ = parse_token(token_or_family)
+    else:
+        family = token_or_family
+    deleted = yield Command(("DEL", keys.refresh_token(family)))
+    return int(deleted) == 1
+
+
+class RefreshTokens:
+    """Sync API."""
+
+    def __init__(self, client: SyncClient, *, grace: timedelta = GRACE) -> None:
+        self._client = client
+        self._grace = grace
+
+    def issue(
+        self, user_id: int, scope: str = "", *, created_at_ms: int | None = None
+    ) -> IssuedToken:
+        return run_sync(self._client, _issue(user_id, scope, created_at_ms))
+
+    def rotate(self, token: str) -> Rotation:
+        return run_sync(self._client, _rotate(token, self._grace))
+
+    def revoke(self, token_or_family: str) -> bool:
+        """Revoke the whole family (logout); False when it was already gone."""
+        return run_sync(self._client, _revoke(token_or_family))
+
+
+class AsyncRefreshTokens:
+    def __init__(self, client: AsyncClient, *, grace: timedelta = GRACE) -> None:
+        self._client = client
+        self._grace = grace
+
+    async def issue(
+        self, user_id: int, scope: str = "", *, created_at_ms: int | None = None
+    ) -> IssuedToken:
+        return await run_async(self._client, _issue(user_id, scope, created_at_ms))
+
+    async def rotate(self, token: str) -> Rotation:
+        return await run_async(self._client, _rotate(token, self._grace))
+
+    async def revoke(self, token_or_family: str) -> bool:
+        return await run_async(self._client, _revoke(token_or_family))

@@ -1,0 +1,75 @@
+"""Settings read from the environment: one `BaseSettings` per concern."""
+
+from __future__ import annotations
+
+from typing import Annotated, Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class RedisSettings(BaseSettings):
+    """How to reach Redis: a single node by URL, or a cluster by a list of nodes.
+
+    Environment variables: REDIS_URL or REDIS_CLUSTER_NODES (comma-separated host:port),
+    REDIS_USERNAME, REDIS_PASSWORD, REDIS_TLS, REDIS_TLS_CA_FILE, and the timeouts below.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="REDIS_", extra="ignore")
+
+    url: str | None = None
+    cluster_nodes: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: bool = False
+    tls_ca_file: str | None = None
+
+    # A request-path client must give up quickly: a gateway request waits for these.
+    socket_timeout_s: float = Field(default=1.0, gt=0)
+    connect_timeout_s: float = Field(default=1.0, gt=0)
+    # Retries cover a failover: cluster-node-timeout (2 s here) plus promotion is about
+    # 3.5 s, which jittered backoff capped at 1 s over 6 retries spans.
+    retries: int = Field(default=6, ge=0, le=20)
+    retry_backoff_base_s: float = Field(default=0.05, gt=0)
+    retry_backoff_cap_s: float = Field(default=1.0, gt=0)
+    max_connections: int = Field(default=64, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_nodes(cls, data: object) -> object:
+        if isinstance(data, dict) and isinstance(data.get("cluster_nodes"), str):
+            text = data["cluster_nodes"]
+            data = {**data, "cluster_nodes": [n.strip() for n in text.split(",") if n.strip()]}
+        return data
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        if bool(self.url) == bool(self.cluster_nodes):
+            raise ValueError("set exactly one of REDIS_URL and REDIS_CLUSTER_NODES")
+        for node in self.cluster_nodes:
+            host, _, port = node.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"cluster node {node!r} is not host:port")
+        return self
+
+    @property
+    def is_cluster(self) -> bool:
+        return bool(self.cluster_nodes)
+
+    @classmethod
+    def for_nodes(
+        cls,
+        nodes: list[str],
+        *,
+        cluster: bool,
+        username: str | None = None,
+        password: str | None = None,
+        **overrides: object,
+    ) -> RedisSettings:
+        """Settings for known nodes (the local stack, the test fixtures), ignoring the env."""
+        target: dict[str, object] = (
+            {"cluster_nodes": nodes} if cluster else {"url": f"redis://{nodes[0]}/0"}
+        )
+        return cls.model_validate(
+            {**target, "username": username, "password": password, **overrides}
+        )
