@@ -6,8 +6,13 @@ Retry policy, on purpose:
 - MOVED and ASK redirections are followed by the cluster client itself (it refreshes its
   slot table on MOVED), and a cluster that is down while a replica is promoted counts as a
   connection error for the retry above;
-- a command is never retried after a reply, so nothing but idempotent transport failures
-  are repeated (Lua scripts here are written so a retried call is harmless).
+- a command is retried only when its reply was lost, so its effect is unknown: the
+  patterns' writes are safe to repeat (a claim is `SET NX ... GET` and recognises its own
+  token; compare-and-set and compare-and-delete run at most once in effect).
+
+The asyncio cluster client must be initialized before concurrent use: redis-py's lazy
+initialization races when many tasks send their first command at once (seen here with 200
+tasks: connections closed under other tasks). `open_async_client` does it.
 """
 
 from __future__ import annotations
@@ -106,3 +111,11 @@ def create_async_client(settings: RedisSettings | None = None) -> AsyncClient:
         max_connections=settings.max_connections,
         **_common(settings),
     )
+
+
+async def open_async_client(settings: RedisSettings | None = None) -> AsyncClient:
+    """An asyncio client, initialized: the slot table is loaded before any task uses it."""
+    client = create_async_client(settings)
+    if isinstance(client, redis.asyncio.cluster.RedisCluster):
+        await client.initialize()
+    return client

@@ -32,7 +32,9 @@ class RedisSettings(BaseSettings):
     retries: int = Field(default=6, ge=0, le=20)
     retry_backoff_base_s: float = Field(default=0.05, gt=0)
     retry_backoff_cap_s: float = Field(default=1.0, gt=0)
-    max_connections: int = Field(default=64, ge=1)
+    # Per node. Past it a command fails at once (MaxConnectionsError) instead of queueing
+    # behind a stuck node; 256 covers a service worker at full concurrency.
+    max_connections: int = Field(default=256, ge=1)
 
     @model_validator(mode="before")
     @classmethod

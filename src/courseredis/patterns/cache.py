@@ -117,7 +117,11 @@ def _get_or_load(
                 stats.count(CacheStatus.HIT)
                 return CacheResult(_decode(raw), CacheStatus.HIT)
             if raw is None:
-                if (yield Command(("SET", key, lease, "NX", "PX", options.load_lease // _MS))):
+                previous = yield Command(
+                    ("SET", key, lease, "NX", "PX", options.load_lease // _MS, "GET"),
+                    (("get", True),),
+                )
+                if previous is None or text(previous) == lease:  # ours, even if retried
                     break
                 continue  # someone else claimed it between our GET and SET: read again
             if monotonic() >= deadline:

@@ -25,9 +25,14 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Command:
-    """One Redis command; in a cluster it goes to the node owning its key."""
+    """One Redis command; in a cluster it goes to the node owning its key.
+
+    `options` go to redis-py's reply parser (e.g. `get=True` for `SET ... GET`, whose
+    reply is the old value rather than OK).
+    """
 
     args: tuple[Any, ...]
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,7 @@ def _script_sync(client: SyncClient, op: Script) -> Any:
 
 def _queue(pipe: Any, op: Command | Script) -> None:
     if isinstance(op, Command):
-        pipe.execute_command(*op.args)
+        pipe.execute_command(*op.args, **dict(op.options))
     else:
         pipe.evalsha(op.script.sha, len(op.keys), *op.keys, *op.args)
 
@@ -101,7 +106,7 @@ def _batch_sync(client: SyncClient, batch: Batch) -> list[Any]:
 
 def _execute_sync(client: SyncClient, op: Op) -> Any:
     if isinstance(op, Command):
-        return client.execute_command(*op.args)  # type: ignore[no-untyped-call]
+        return client.execute_command(*op.args, **dict(op.options))  # type: ignore[no-untyped-call]
     if isinstance(op, Script):
         return _script_sync(client, op)
     if isinstance(op, Batch):
@@ -111,6 +116,8 @@ def _execute_sync(client: SyncClient, op: Op) -> Any:
         return None
     result = op.function()
     if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
+            result.close()  # never awaited: close it, or Python warns at collection
         raise TypeError("a sync API was given an async loader; use the asyncio API")
     return result
 
@@ -153,7 +160,7 @@ async def _batch_async(client: AsyncClient, batch: Batch) -> list[Any]:
 
 async def _execute_async(client: AsyncClient, op: Op) -> Any:
     if isinstance(op, Command):
-        return await client.execute_command(*op.args)
+        return await client.execute_command(*op.args, **dict(op.options))
     if isinstance(op, Script):
         return await _script_async(client, op)
     if isinstance(op, Batch):
@@ -201,10 +208,10 @@ def backoff_delays(
 
     Jitter spreads contenders that failed together, so they do not retry in lockstep.
     """
-    attempt = 0
+    ceiling = base_s
     while True:
-        yield rng(0.0, min(cap_s, base_s * 2**attempt))
-        attempt += 1
+        yield rng(0.0, ceiling)
+        ceiling = min(cap_s, ceiling * 2)
 
 
 def batch_of(ops: Sequence[Command | Script]) -> Batch:

@@ -52,8 +52,10 @@ class Outcome:
 def _claim(consumer: str, event_id: str | uuid.UUID, lease: timedelta) -> Flow[Claim]:
     key = keys.idempotency(consumer, event_id)
     token = "processing:" + secrets.token_hex(8)
-    previous = text((yield Command(("SET", key, token, "NX", "PX", lease // _MS, "GET"))))
-    if previous is None:
+    previous = text(
+        (yield Command(("SET", key, token, "NX", "PX", lease // _MS, "GET"), (("get", True),)))
+    )
+    if previous is None or previous == token:  # ours, even if the client retried the SET
         return Claim(key, token, ClaimStatus.CLAIMED)
     return Claim(key, token, ClaimStatus.DONE if previous == _DONE else ClaimStatus.BUSY)
 

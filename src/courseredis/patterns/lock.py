@@ -80,7 +80,12 @@ def _acquire(key: str, options: LockOptions, rng: random.Random) -> Flow[Lease]:
         rng=rng.uniform,
     )
     while True:
-        if (yield Command(("SET", key, lease.token, "NX", "PX", lease.lease_ms))):
+        # GET returns the previous value: ours too when the client retried a SET whose reply
+        # was lost, which plain SET NX would report as a failure while we hold the lock.
+        previous = yield Command(
+            ("SET", key, lease.token, "NX", "PX", lease.lease_ms, "GET"), (("get", True),)
+        )
+        if previous is None or text(previous) == lease.token:
             return lease
         left = deadline - monotonic()
         if left <= 0:

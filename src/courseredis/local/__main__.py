@@ -1,0 +1,5 @@
+import sys
+
+from courseredis.local.cli import main
+
+sys.exit(main())

@@ -1,0 +1,161 @@
+"""`python -m courseredis.local up|down|status`: the local stack from the command line.
+
+State lives in `ROOT/.local/` (ROOT defaults to the current directory): `stack.json` and
+one data directory per environment. The local stack is disposable: `down` removes the
+environment's data directory along with the processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from courseredis.environments import ENVIRONMENTS, REPO_ROOT, StackConfigError, load_environment
+from courseredis.local.processes import LocalStackError
+from courseredis.local.stack import LocalStack, check_stack, start_stack, stop_stack
+from courseredis.local.state import (
+    env_data_dir,
+    locked,
+    read_state,
+    remove_state,
+    state_dir,
+    state_path,
+    write_state,
+)
+
+# The keys `up` owns in stack.json; any other top-level key belongs to someone else.
+_OWN_KEYS = ("env", "redis", "started_at")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    root = Path(args.root).resolve()
+    try:
+        if args.command == "up":
+            return up(root, args.env, Path(args.stack_dir))
+        if args.command == "down":
+            return down(root)
+        return status(root, Path(args.stack_dir))
+    except (LocalStackError, StackConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def up(root: Path, env: str, stack_dir: Path) -> int:
+    """Start the `env` stack; a no-op when it already runs healthy, replacing any other."""
+    topology = load_environment(env, stack_dir).redis
+    with locked(root):
+        document = read_state(root)
+        if "redis" in document:
+            current = _recorded(document)
+            if current.env == env:
+                problems = check_stack(current, topology)
+                if not problems:
+                    print(f"the {env} stack is already running and healthy; nothing to do")
+                    _describe(current, root)
+                    return 0
+                print(f"the recorded {env} stack is not healthy ({problems[0]}); restarting it")
+            else:
+                print(f"stopping the running {current.env} stack first")
+            _stop_recorded(root, current)
+            document = {k: v for k, v in document.items() if k not in _OWN_KEYS}
+            write_state(root, document)
+        started = time.monotonic()
+        stack = start_stack(topology, env_data_dir(root, env), env=env)
+        redis_part = {k: v for k, v in stack.to_json().items() if k != "env"}
+        document.update(
+            env=env, redis=redis_part, started_at=datetime.now(UTC).isoformat(timespec="seconds")
+        )
+        write_state(root, document)
+    print(f"started the {env} stack in {time.monotonic() - started:.2f} s")
+    _describe(stack, root)
+    return 0
+
+
+def down(root: Path) -> int:
+    """Stop the recorded stack by PID and remove its data; nothing running is not an error."""
+    with locked(root):
+        document = read_state(root)
+        if "redis" not in document:
+            print(f"no local stack is running under {root}; nothing to stop")
+            return 0
+        current = _recorded(document)
+        _stop_recorded(root, current)
+        remove_state(root)
+    print(
+        f"stopped the {current.env} stack ({len(current.pids)} redis-server) and removed its data"
+    )
+    return 0
+
+
+def status(root: Path, stack_dir: Path) -> int:
+    """Describe the recorded stack; exit 0 only when it runs and is healthy."""
+    document = read_state(root)
+    if "redis" not in document:
+        print(f"no local stack is running under {root}")
+        return 1
+    current = _recorded(document)
+    _describe(current, root)
+    print(f"started at: {document.get('started_at', 'unknown')}")
+    problems = check_stack(current, load_environment(current.env, stack_dir).redis)
+    for problem in problems:
+        print(f"problem: {problem}")
+    print("healthy" if not problems else "NOT healthy")
+    return 0 if not problems else 1
+
+
+def _recorded(document: dict[str, Any]) -> LocalStack:
+    return LocalStack.from_json(document["redis"], env=str(document.get("env")))
+
+
+def _stop_recorded(root: Path, stack: LocalStack) -> None:
+    stop_stack(stack)
+    # Only ever delete inside ROOT/.local, whatever a hand-edited stack.json says.
+    if stack.data_dir.resolve().is_relative_to(state_dir(root)):
+        shutil.rmtree(stack.data_dir, ignore_errors=True)
+
+
+def _describe(stack: LocalStack, root: Path) -> None:
+    print(f"env: {stack.env} ({stack.mode}, {len(stack.nodes)} node(s))")
+    print(f"nodes: {' '.join(stack.nodes)}")
+    print(f"user: {stack.username} (password: redis.password in {state_path(root)})")
+    cluster_flag = " -c" if stack.mode == "cluster" else ""
+    print(
+        f"connect: redis-cli{cluster_flag} -p {stack.ports[0]} --user {stack.username} --pass ..."
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m courseredis.local",
+        description="Run the Redis of an environment as local redis-server processes.",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--root", default=".", help="directory whose .local/ holds the state (default: .)"
+    )
+    stack_dir = argparse.ArgumentParser(add_help=False)
+    stack_dir.add_argument(
+        "--stack-dir",
+        default=str(REPO_ROOT),
+        help="directory of the Pulumi.<env>.yaml files (default: the repository root)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    up_parser = commands.add_parser(
+        "up", parents=[common, stack_dir], help="start (or keep) the stack of an environment"
+    )
+    up_parser.add_argument("--env", required=True, choices=ENVIRONMENTS)
+    commands.add_parser("down", parents=[common], help="stop the stack and remove its data")
+    commands.add_parser(
+        "status", parents=[common, stack_dir], help="show the stack; exit 1 unless healthy"
+    )
+    return parser

@@ -1,0 +1,295 @@
+"""Launching `redis-server` nodes on loopback, waiting until they answer, and stopping them.
+
+Every node gets its own directory (`<data_dir>/node-<i>/`: redis.conf, users.acl, pidfile,
+log, data, nodes.conf), a fresh pair of free ports (client and cluster bus), and the same
+ACL: `default` off and an admin account, which cluster nodes also use to authenticate to
+their master once they are replicas.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    ConnectionError,
+    RedisError,
+    ResponseError,
+    TimeoutError,
+)
+from redis.retry import Retry
+
+from courseredis.environments import RedisTopology
+from courseredis.local.ports import free_ports
+from courseredis.local.processes import (
+    LocalStackError,
+    is_our_redis,
+    read_pid,
+    tail,
+    terminate,
+    wait_gone,
+)
+from courseredis.redis_config import admin_user, render_acl_file, render_redis_conf
+
+HOST = "127.0.0.1"
+ADMIN_USER = "admin"
+_START_TIMEOUT_S = 15.0
+_BIND_ATTEMPTS = 5
+_SHUTDOWN_WAIT_S = 5.0
+_POLL_S = 0.02
+_BIND_FAILURE = "Address already in use"
+
+
+@dataclass
+class NodeProcess:
+    """One node being started: where its files are, its ports, and its PID once known."""
+
+    index: int
+    directory: Path
+    port: int
+    cluster_port: int | None
+    pid: int | None = None
+    attempts: int = 0
+
+    @property
+    def addr(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def running_pid(self) -> int:
+        if self.pid is None:
+            raise LocalStackError(f"node {self.addr} has no PID yet")
+        return self.pid
+
+    @property
+    def conf(self) -> Path:
+        return self.directory / "redis.conf"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.directory / "redis.pid"
+
+    @property
+    def logfile(self) -> Path:
+        return self.directory / "redis.log"
+
+    @property
+    def startup_err(self) -> Path:
+        return self.directory / "startup.err"
+
+
+def node_client(addr: str, username: str | None, password: str | None) -> redis.Redis:
+    """A client for one node, with short timeouts and no retries: callers poll themselves."""
+    host, port = addr.rsplit(":", 1)
+    return redis.Redis(
+        host=host,
+        port=int(port),
+        username=username,
+        password=password,
+        socket_timeout=2.0,
+        socket_connect_timeout=1.0,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=True,
+    )
+
+
+def launch_nodes(
+    topology: RedisTopology, data_dir: Path, *, count: int, password: str, binary: str
+) -> list[NodeProcess]:
+    """Start `count` nodes of `topology` at once and wait until each answers PING as admin.
+
+    A node that loses its port to another process between `free_ports` and its bind is
+    relaunched on new ports. On any failure, every node already started is killed by PID
+    before the error propagates, so a failed start leaves no process behind.
+    """
+    clustered = topology.mode == "cluster"
+    _clear_leftovers(data_dir)
+    ports = iter(free_ports(count * (2 if clustered else 1)))
+    nodes = [
+        NodeProcess(
+            index=i,
+            directory=data_dir / f"node-{i}",
+            port=next(ports),
+            cluster_port=next(ports) if clustered else None,
+        )
+        for i in range(count)
+    ]
+    try:
+        pending = nodes
+        while pending:
+            for node in pending:
+                _write_files(node, topology, password)
+            _launch(binary, pending)
+            pending = _await_ready(pending, password)
+            for node in pending:
+                fresh = free_ports(2 if clustered else 1)
+                node.pid = None
+                node.port, node.cluster_port = fresh[0], (fresh[1] if clustered else None)
+    except BaseException:
+        # Nothing to shut down politely. No port check: a node that has just written its
+        # pidfile may not have retitled its process with its port yet.
+        started = [read_pid(n.pidfile) for n in nodes]
+        terminate([(pid, None) for pid in started if pid is not None], grace_s=2.0)
+        raise
+    return nodes
+
+
+def shutdown_nodes(nodes: list[str], username: str | None, password: str | None) -> list[bool]:
+    """Send `SHUTDOWN NOSAVE NOW FORCE` to every node at once; say which ones accepted it.
+
+    The stack is disposable: nothing to save and no lagging replica to wait for (`NOW`),
+    and `FORCE` exits even if, say, the AOF cannot be written. A node that refused (wrong
+    credentials in a hand-edited stack.json, say) is worth no wait: it goes straight to
+    the signals of `stop_pids`.
+    """
+
+    def shutdown(node: str) -> bool:
+        try:
+            with node_client(node, username, password) as client:
+                client.execute_command("SHUTDOWN", "NOSAVE", "NOW", "FORCE")
+        except (AuthenticationError, ResponseError):
+            return False
+        except RedisError:
+            pass  # expected: the connection drops as the node exits
+        return True
+
+    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+        return list(pool.map(shutdown, nodes))
+
+
+def stop_pids(targets: list[tuple[int, int]], *, expect_exit: list[bool] | None = None) -> None:
+    """Stop the `(pid, port)` nodes, waiting a few seconds for those told to shut down.
+
+    Nodes that accepted SHUTDOWN (`expect_exit`, default all) get a few seconds to exit;
+    whatever still runs then gets SIGTERM, then SIGKILL.
+    """
+    expected = expect_exit if expect_exit is not None else [True] * len(targets)
+    waited: list[tuple[int, int | None]] = [t for t, e in zip(targets, expected, strict=True) if e]
+    alive = set(wait_gone(waited, _SHUTDOWN_WAIT_S))
+    terminate([(pid, port) for pid, port in targets if pid in alive or (pid, port) not in waited])
+
+
+def _clear_leftovers(data_dir: Path) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for directory in sorted(data_dir.glob("node-*")):
+        pid = read_pid(directory / "redis.pid")
+        if pid is not None and is_our_redis(pid):
+            raise LocalStackError(
+                f"{directory} belongs to a running redis-server (pid {pid}); stop that stack "
+                "first (python -m courseredis.local down)"
+            )
+        # Data of a stack that died: its nodes.conf would make a new node claim an identity
+        # and peers that no longer exist.
+        shutil.rmtree(directory)
+
+
+def _write_files(node: NodeProcess, topology: RedisTopology, password: str) -> None:
+    if node.directory.exists():
+        shutil.rmtree(node.directory)
+    node.directory.mkdir(parents=True, mode=0o700)
+    acl_file = node.directory / "users.acl"
+    _write_private(acl_file, render_acl_file({ADMIN_USER: admin_user(password, ADMIN_USER)}))
+    clustered = topology.mode == "cluster"
+    conf = render_redis_conf(
+        topology,
+        port=node.port,
+        cluster_port=node.cluster_port,
+        bind=HOST,
+        data_dir=node.directory,
+        acl_file=acl_file,
+        pidfile=node.pidfile,
+        logfile=node.logfile,
+        daemonize=True,
+        replication_user=ADMIN_USER if clustered else None,
+        replication_password=password if clustered else None,
+    )
+    _write_private(node.conf, conf)
+
+
+def _write_private(path: Path, text: str) -> None:
+    # Both files hold the admin password: create them unreadable to others from the start.
+    path.touch(mode=0o600)
+    path.write_text(text)
+
+
+def _launch(binary: str, nodes: list[NodeProcess]) -> None:
+    """Start all nodes at once; each foreground `redis-server` forks its daemon and exits.
+
+    The foreground process only parses the config (errors go to its stderr) and forks: a
+    failure to bind happens later, in the daemon, and shows only in the node's log.
+    """
+    launched = []
+    for node in nodes:
+        node.attempts += 1
+        with node.startup_err.open("w") as err:
+            process = subprocess.Popen(
+                [binary, str(node.conf)],
+                cwd=node.directory,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+        launched.append((node, process))
+    for node, process in launched:
+        if process.wait(timeout=_START_TIMEOUT_S) != 0:
+            raise LocalStackError(
+                f"redis-server refused the config of node {node.index} ({node.conf}):\n"
+                + tail(node.startup_err)
+            )
+
+
+def _await_ready(nodes: list[NodeProcess], password: str) -> list[NodeProcess]:
+    """Wait until every node answers PING as admin; return the nodes that lost a port race.
+
+    Any other failure, or a node still silent after the start timeout, raises with the end
+    of the node's log.
+    """
+    end = time.monotonic() + _START_TIMEOUT_S
+    waiting = list(nodes)
+    rebind: list[NodeProcess] = []
+    while waiting:
+        for node in list(waiting):
+            state = _probe(node, password)
+            if state == "starting":
+                continue
+            waiting.remove(node)
+            if state == "dead":
+                log = tail(node.logfile)
+                if _BIND_FAILURE not in log or node.attempts >= _BIND_ATTEMPTS:
+                    raise LocalStackError(f"node {node.addr} did not start; its log ends:\n{log}")
+                rebind.append(node)
+        if not waiting:
+            break
+        if time.monotonic() >= end:
+            node = waiting[0]
+            raise LocalStackError(
+                f"node {node.addr} not ready after {_START_TIMEOUT_S:g} s; its log ends:\n"
+                + tail(node.logfile)
+            )
+        time.sleep(_POLL_S)
+    return rebind
+
+
+def _probe(node: NodeProcess, password: str) -> Literal["ready", "starting", "dead"]:
+    if node.pid is None:
+        node.pid = read_pid(node.pidfile)
+    if node.pid is None:
+        # No pidfile yet: still starting, or the daemon failed before writing it.
+        return "dead" if "aborting" in tail(node.logfile, 3) else "starting"
+    if not is_our_redis(node.pid):
+        return "dead"
+    try:
+        with node_client(node.addr, ADMIN_USER, password) as client:
+            client.ping()
+    except (BusyLoadingError, ConnectionError, TimeoutError):
+        return "starting"
+    return "ready"

@@ -1,0 +1,103 @@
+"""The Python API of the local stack, as the test fixtures use it."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from courseredis.environments import load_environment
+from courseredis.local import LocalStack, LocalStackError, running_stack, start_stack, stop_stack
+from courseredis.local import nodes as local_nodes
+from courseredis.local.ports import free_ports
+from courseredis.local.processes import is_our_redis
+
+DEV = load_environment("dev").redis
+
+
+def test_running_stack_starts_and_always_stops(tmp_path: Path) -> None:
+    with running_stack(DEV, tmp_path, env="dev") as stack:
+        assert stack.mode == "standalone"
+        assert stack.username == "admin"
+        assert stack.password
+        assert stack.data_dir == tmp_path.resolve()
+        assert all(
+            is_our_redis(pid, port) for pid, port in zip(stack.pids, stack.ports, strict=True)
+        )
+        with redis.Redis(port=stack.ports[0], username="admin", password=stack.password) as r:
+            assert r.set("k", "v", ex=10)
+        assert stack.to_json() == {
+            "env": "dev",
+            "mode": "standalone",
+            "nodes": stack.nodes,
+            "username": "admin",
+            "password": stack.password,
+            "data_dir": str(tmp_path.resolve()),
+            "pids": stack.pids,
+        }
+        assert LocalStack.from_json(stack.to_json()) == stack
+    assert not any(is_our_redis(pid) for pid in stack.pids)
+
+
+def test_stop_stack_kills_a_node_that_ignores_shutdown(tmp_path: Path) -> None:
+    stack = start_stack(DEV, tmp_path, env="dev")
+    # Wrong credentials: SHUTDOWN is refused, and the PID fallback has to stop the node.
+    stop_stack(LocalStack.from_json({**stack.to_json(), "password": "wrong"}), remove_data=True)
+    assert not any(is_our_redis(pid) for pid in stack.pids)
+    assert not tmp_path.exists()
+
+
+def test_a_second_stack_in_a_running_data_dir_is_refused(tmp_path: Path) -> None:
+    with (
+        running_stack(DEV, tmp_path, env="dev"),
+        pytest.raises(LocalStackError, match="belongs to a running redis-server"),
+    ):
+        start_stack(DEV, tmp_path, env="dev")
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port some other process listens on, as if it grabbed it after `free_ports`."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def test_a_node_that_loses_its_port_is_restarted_on_another(
+    tmp_path: Path, taken_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    def first_taken(count: int, host: str = "127.0.0.1") -> list[int]:
+        calls.append(count)
+        return [taken_port] if len(calls) == 1 else free_ports(count, host)
+
+    monkeypatch.setattr(local_nodes, "free_ports", first_taken)
+    with running_stack(DEV, tmp_path, env="dev") as stack:
+        assert stack.ports[0] != taken_port
+        assert len(calls) == 2
+
+
+def test_a_node_that_cannot_start_shows_its_log(
+    tmp_path: Path, taken_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local_nodes, "free_ports", lambda count, host="127.0.0.1": [taken_port])
+    with pytest.raises(LocalStackError) as caught:
+        start_stack(DEV, tmp_path, env="dev")
+    message = str(caught.value)
+    assert f"node 127.0.0.1:{taken_port} did not start; its log ends:" in message
+    assert "Address already in use" in message
+
+
+def test_stack_json_round_trip_rejects_garbage() -> None:
+    with pytest.raises(LocalStackError, match="not valid"):
+        LocalStack.from_json({"env": "dev", "nodes": []})
+
+
+def test_ports_are_distinct() -> None:
+    ports = free_ports(12)
+    assert len(set(ports)) == 12

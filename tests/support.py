@@ -1,0 +1,49 @@
+"""Helpers shared by the tests: settings for a local stack, and key-schema assertions."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from courseredis import keys
+from courseredis.local import LocalStack
+from courseredis.settings import RedisSettings
+
+
+def settings_for(stack: LocalStack) -> RedisSettings:
+    return RedisSettings.for_nodes(
+        stack.nodes,
+        cluster=stack.mode == "cluster",
+        username=stack.username,
+        password=stack.password,
+    )
+
+
+def assert_follows_schema(client: Any, key: str, *, max_ttl: timedelta | None = None) -> int:
+    """The key exists, matches its pattern and type, and has a TTL within its rule.
+
+    Returns the TTL in ms for further checks.
+    """
+    match = keys.classify(key)
+    assert match is not None, f"{key} is outside the key schema"
+    redis_type = client.type(key)
+    assert redis_type in match.pattern.redis_types, f"{key} is a {redis_type}"
+    ttl_ms = client.pttl(key)
+    assert ttl_ms > 0, f"{key} has no TTL ({ttl_ms})"
+    limit = max_ttl or match.pattern.ttl.max
+    assert ttl_ms <= limit / timedelta(milliseconds=1), f"{key} TTL {ttl_ms} ms > {limit}"
+    return int(ttl_ms)
+
+
+async def assert_follows_schema_async(
+    client: Any, key: str, *, max_ttl: timedelta | None = None
+) -> int:
+    match = keys.classify(key)
+    assert match is not None, f"{key} is outside the key schema"
+    redis_type = await client.type(key)
+    assert redis_type in match.pattern.redis_types, f"{key} is a {redis_type}"
+    ttl_ms = await client.pttl(key)
+    assert ttl_ms > 0, f"{key} has no TTL ({ttl_ms})"
+    limit = max_ttl or match.pattern.ttl.max
+    assert ttl_ms <= limit / timedelta(milliseconds=1), f"{key} TTL {ttl_ms} ms > {limit}"
+    return int(ttl_ms)

@@ -1,0 +1,47 @@
+"""The environments: one definition in the stack files, validated when read."""
+
+from __future__ import annotations
+
+import pytest
+
+from courseredis.environments import RedisTopology, StackConfigError, load_environment
+
+
+def test_dev_is_one_node_and_prod_a_cluster_of_three_masters_with_replicas():
+    dev, prod = load_environment("dev").redis, load_environment("prod").redis
+    assert (dev.mode, dev.node_count) == ("standalone", 1)
+    assert (prod.mode, prod.masters, prod.replicas_per_master) == ("cluster", 3, 1)
+    assert prod.node_count == 6 and prod.persistence == "aof"
+
+
+def test_an_unknown_environment_names_the_known_ones():
+    with pytest.raises(StackConfigError, match=r"known: \['dev', 'prod'\]"):
+        load_environment("staging")
+
+
+GOOD = {
+    "mode": "cluster",
+    "masters": 3,
+    "replicasPerMaster": 1,
+    "persistence": "aof",
+    "maxmemory": "1gb",
+    "clusterNodeTimeoutMs": 2000,
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"mode": "sentinel"}, "mode"),
+        ({"masters": 2}, "at least 3 masters"),
+        ({"mode": "standalone"}, "exactly one node"),
+        ({"persistence": "rdb"}, "persistence"),
+        ({"maxmemory": "lots"}, "maxmemory"),
+        ({"replicasPerMaster": -1}, "non-negative"),
+        ({"clusterNodeTimeoutMs": 100}, "flap"),
+        ({"extra": 1}, "unknown"),
+    ],
+)
+def test_a_wrong_topology_is_refused_with_the_reason(change, message):
+    with pytest.raises(StackConfigError, match=message):
+        RedisTopology.from_config({**GOOD, **change})

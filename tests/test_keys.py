@@ -1,0 +1,130 @@
+"""The key schema: builders validate, classify maps every built key back, nothing else."""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+
+import pytest
+
+from courseredis import keys
+
+U = "0b6f3c1e-8f8e-4c36-9d3e-2f6a1b2c3d4e"
+
+
+@pytest.mark.parametrize(
+    ("built", "pattern"),
+    [
+        (keys.jwt_revoked(U), keys.JWT_REVOKED),
+        (keys.refresh_token(uuid.UUID(U)), keys.REFRESH_TOKEN),
+        (keys.ratelimit_ip("203.0.113.9", "login"), keys.RATE_LIMIT_IP),
+        (keys.ratelimit_ip("2001:db8::1", "course.read"), keys.RATE_LIMIT_IP),
+        (keys.ratelimit_user(42, "enroll"), keys.RATE_LIMIT_USER),
+        (keys.enrollment_lock(7, 42), keys.ENROLLMENT_LOCK),
+        (keys.course(7), keys.COURSE_CACHE),
+        (keys.session(U), keys.SESSION),
+        (keys.idempotency("enrollments", "evt_01-X"), keys.IDEMPOTENCY),
+    ],
+)
+def test_every_built_key_maps_back_to_its_pattern(built, pattern):
+    match = keys.classify(built)
+    assert match is not None and match.pattern is pattern
+    assert (
+        match.pattern.build(
+            **{
+                n: int(v) if k == "int" else v
+                for (n, k), v in zip(pattern.fields, match.ids.values(), strict=True)
+            }
+        )
+        == built
+    )
+
+
+def test_the_templates_read_as_in_the_design():
+    assert [p.display_template for p in keys.PATTERNS] == [
+        "jwt:revoked:<jti>",
+        "refresh:<family>",
+        "ratelimit:ip:<ip>:<route>",
+        "ratelimit:user:<user_id>:<route>",
+        "lock:enrollment:<course_id>:<user_id>",
+        "course:<id>",
+        "session:<session_id>",
+        "idem:<consumer>:<event_id>",
+    ]
+
+
+def test_every_pattern_has_a_ttl_and_an_owner():
+    for pattern in keys.PATTERNS:
+        assert pattern.ttl.max.total_seconds() > 0 and pattern.owner
+
+
+def test_ips_are_canonical_so_one_client_has_one_key():
+    assert keys.ratelimit_ip("::ffff:198.51.100.1", "r") == "ratelimit:ip:198.51.100.1:r"
+    assert keys.ratelimit_ip("2001:DB8:0::1", "r") == "ratelimit:ip:2001:db8::1:r"
+    assert keys.ratelimit_ip(ipaddress.ip_address("10.0.0.1"), "r") == "ratelimit:ip:10.0.0.1:r"
+
+
+@pytest.mark.parametrize(
+    ("builder", "args"),
+    [
+        (keys.course, ("7",)),
+        (keys.course, (True,)),
+        (keys.course, (0,)),
+        (keys.course, (-1,)),
+        (keys.course, (2**63,)),
+        (keys.course, (1.0,)),
+        (keys.jwt_revoked, ("{tag}",)),
+        (keys.jwt_revoked, ("*",)),
+        (keys.jwt_revoked, (U + "\n",)),
+        (keys.jwt_revoked, (U.upper() + "x",)),
+        (keys.session, ("0b6f3c1e8f8e4c369d3e2f6a1b2c3d4e",)),
+        (keys.ratelimit_ip, ("1.2.3", "login")),
+        (keys.ratelimit_ip, ("1.2.3.4", "Login")),
+        (keys.ratelimit_ip, ("1.2.3.4", "lo:gin")),
+        (keys.ratelimit_ip, ("1.2.3.4", "a" * 65)),
+        (keys.ratelimit_user, (1, "")),
+        (keys.idempotency, ("courses", "a*b")),
+        (keys.idempotency, ("courses", "a b")),
+        (keys.idempotency, ("courses", "é")),
+        (keys.idempotency, ("co:urses", "e")),
+        (keys.enrollment_lock, (1, None)),
+    ],
+)
+def test_a_bad_identifier_never_reaches_a_key(builder, args):
+    with pytest.raises(keys.InvalidIdentifier):
+        builder(*args)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "course:07",
+        "course:{7}",
+        "course:7:extra",
+        "course:",
+        "jwt:revoked:abc",
+        "ratelimit:ip:999.1.1.1:login",
+        "ratelimit:ip:2001:0db8::1:login",  # not canonical: not a key we would write
+        "ratelimit:user:1:Login",
+        "session:" + U.upper(),
+        "refresh:" + U + ":x",
+        "foo",
+        "",
+        b"\xff\xfe",
+    ],
+)
+def test_keys_outside_the_schema_belong_to_no_pattern(key):
+    assert keys.classify(key) is None
+
+
+def test_require_names_the_patterns_it_expected():
+    with pytest.raises(keys.InvalidIdentifier, match=r"course:<id>"):
+        keys.require("session:x", keys.COURSE_CACHE)
+    assert keys.require("course:9", keys.COURSE_CACHE).ids == {"id": "9"}
+
+
+def test_no_identifier_can_carry_a_hash_tag():
+    for validate in (keys.valid_uuid, keys.valid_int_id):
+        with pytest.raises(keys.InvalidIdentifier):
+            validate("x", "{1}")
+    assert "{" not in "".join(p.template for p in keys.PATTERNS)
