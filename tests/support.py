@@ -31,6 +31,7 @@ def assert_follows_schema(client: Any, key: str, *, max_ttl: timedelta | None = 
     ttl_ms = client.pttl(key)
     assert ttl_ms > 0, f"{key} has no TTL ({ttl_ms})"
     limit = max_ttl or match.pattern.ttl.max
+    assert limit is not None
     assert ttl_ms <= limit / timedelta(milliseconds=1), f"{key} TTL {ttl_ms} ms > {limit}"
     return int(ttl_ms)
 
@@ -45,5 +46,6 @@ async def assert_follows_schema_async(
     ttl_ms = await client.pttl(key)
     assert ttl_ms > 0, f"{key} has no TTL ({ttl_ms})"
     limit = max_ttl or match.pattern.ttl.max
+    assert limit is not None
     assert ttl_ms <= limit / timedelta(milliseconds=1), f"{key} TTL {ttl_ms} ms > {limit}"
     return int(ttl_ms)

@@ -24,6 +24,7 @@ U = "0b6f3c1e-8f8e-4c36-9d3e-2f6a1b2c3d4e"
         (keys.course(7), keys.COURSE_CACHE),
         (keys.session(U), keys.SESSION),
         (keys.idempotency("enrollments", "evt_01-X"), keys.IDEMPOTENCY),
+        (keys.event_stream("courses"), keys.EVENT_STREAM),
     ],
 )
 def test_every_built_key_maps_back_to_its_pattern(built, pattern):
@@ -50,12 +51,18 @@ def test_the_templates_read_as_in_the_design():
         "course:<id>",
         "session:<session_id>",
         "idem:<consumer>:<event_id>",
+        "events:<topic>",
     ]
 
 
 def test_every_pattern_has_a_ttl_and_an_owner():
     for pattern in keys.PATTERNS:
-        assert pattern.ttl.max.total_seconds() > 0 and pattern.owner
+        assert pattern.writers
+        assert set(pattern.writers + pattern.readers) <= set(keys.SERVICES)
+        if pattern.ttl.max is None:  # only streams live without a TTL
+            assert pattern.redis_types == ("stream",)
+        else:
+            assert pattern.ttl.max.total_seconds() > 0
 
 
 def test_ips_are_canonical_so_one_client_has_one_key():

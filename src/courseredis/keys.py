@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
-RedisType = Literal["string", "hash", "zset"]
+RedisType = Literal["string", "hash", "zset", "stream"]
 
 # The lifetimes the patterns use by default; TTL rules below are derived from them.
 ACCESS_TOKEN_LIFETIME = timedelta(minutes=15)
@@ -36,6 +36,10 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 # window counter keeps the previous window's count until the current window ends.
 RATE_LIMIT_MAX_WINDOW = timedelta(hours=1)
 RATE_LIMIT_KEY_MAX_TTL = 2 * RATE_LIMIT_MAX_WINDOW
+# An event stream has no TTL (it is the queue); it is trimmed to about this many entries.
+EVENT_STREAM_MAX_LENGTH = 100_000
+
+SERVICES = ("gateway", "auth", "courses", "enrollments")
 
 MAX_IDENTIFIER_LENGTH = 64
 
@@ -129,9 +133,13 @@ _VALIDATORS: dict[str, Callable[[str, object], str]] = {
 
 @dataclass(frozen=True)
 class TtlRule:
-    """How long a key of a pattern may live; every key of the schema has a TTL."""
+    """How long a key of a pattern may live.
 
-    max: timedelta
+    Every key has a TTL, except event streams (`max` None): a stream is the queue itself
+    and is bounded by length instead.
+    """
+
+    max: timedelta | None
     description: str
 
 
@@ -142,8 +150,13 @@ class KeyPattern:
     template: str  # placeholders as <name:kind>, kind one of _FIELD_REGEX
     redis_types: tuple[RedisType, ...]
     ttl: TtlRule
-    owner: str  # the service that writes it
+    writers: tuple[str, ...]  # services that write it
     purpose: str
+    readers: tuple[str, ...] = ()  # services that only read it
+
+    @property
+    def owner(self) -> str:
+        return ", ".join(self.writers)
 
     @property
     def fields(self) -> tuple[tuple[str, str], ...]:
@@ -192,8 +205,9 @@ JWT_REVOKED = KeyPattern(
         ACCESS_TOKEN_LIFETIME + REVOCATION_SKEW,
         "remaining access-token lifetime + skew (at most 15 m 30 s)",
     ),
-    owner="auth",
+    writers=("auth",),
     purpose="a revoked access token's jti; the gateway refuses the token while it exists",
+    readers=("gateway",),
 )
 REFRESH_TOKEN = KeyPattern(
     name="refresh_token",
@@ -201,7 +215,7 @@ REFRESH_TOKEN = KeyPattern(
     template="refresh:<family:uuid>",
     redis_types=("string",),
     ttl=TtlRule(REFRESH_TOKEN_TTL, "7 d from the last rotation"),
-    owner="auth",
+    writers=("auth",),
     purpose=(
         "one refresh-token family (JSON: userId, scope, createdAt, family, the current and "
         "previous token); one key per family makes rotation and reuse detection atomic"
@@ -213,7 +227,7 @@ RATE_LIMIT_IP = KeyPattern(
     template="ratelimit:ip:<ip:ip>:<route:name>",
     redis_types=("zset", "hash"),
     ttl=TtlRule(RATE_LIMIT_KEY_MAX_TTL, "the policy's longest window (2 windows for the counter)"),
-    owner="gateway",
+    writers=("gateway",),
     purpose="hits of one client IP on one route: a sorted set (log) or hash (other algorithms)",
 )
 RATE_LIMIT_USER = KeyPattern(
@@ -222,7 +236,7 @@ RATE_LIMIT_USER = KeyPattern(
     template="ratelimit:user:<user_id:int>:<route:name>",
     redis_types=("zset", "hash"),
     ttl=TtlRule(RATE_LIMIT_KEY_MAX_TTL, "the policy's longest window (2 windows for the counter)"),
-    owner="gateway",
+    writers=("gateway",),
     purpose="hits of one user on one route: a sorted set (log) or hash (other algorithms)",
 )
 ENROLLMENT_LOCK = KeyPattern(
@@ -231,7 +245,7 @@ ENROLLMENT_LOCK = KeyPattern(
     template="lock:enrollment:<course_id:int>:<user_id:int>",
     redis_types=("string",),
     ttl=TtlRule(LOCK_LEASE, "the lease (30 s), renewed while the work runs"),
-    owner="enrollments",
+    writers=("enrollments",),
     purpose="owner token of the process enrolling one user in one course",
 )
 COURSE_CACHE = KeyPattern(
@@ -240,7 +254,7 @@ COURSE_CACHE = KeyPattern(
     template="course:<id:int>",
     redis_types=("string",),
     ttl=TtlRule(COURSE_CACHE_TTL, "5 m; deleted on CourseUpdated / CourseDeleted"),
-    owner="courses",
+    writers=("courses",),
     purpose="a course as JSON (or a short-lived not-found or loading marker)",
 )
 SESSION = KeyPattern(
@@ -249,8 +263,8 @@ SESSION = KeyPattern(
     template="session:<session_id:uuid>",
     redis_types=("hash",),
     ttl=TtlRule(SESSION_TTL, "24 h from the last recorded activity"),
-    owner="auth",
-    purpose="user_id, roles, created_at, last_activity of one login",
+    writers=("auth", "gateway"),
+    purpose="user_id, roles, created_at, last_activity of one login (the gateway touches it)",
 )
 IDEMPOTENCY = KeyPattern(
     name="idempotency",
@@ -258,8 +272,18 @@ IDEMPOTENCY = KeyPattern(
     template="idem:<consumer:name>:<event_id:token>",
     redis_types=("string",),
     ttl=TtlRule(IDEMPOTENCY_TTL, "24 h after processing (a short lease while processing)"),
-    owner="courses, enrollments",
+    writers=("courses", "enrollments"),
     purpose="a consumer's claim on one event, then its done marker",
+)
+
+EVENT_STREAM = KeyPattern(
+    name="event_stream",
+    title="Event stream",
+    template="events:<topic:name>",
+    redis_types=("stream",),
+    ttl=TtlRule(None, f"none: trimmed to about {EVENT_STREAM_MAX_LENGTH:,} entries"),
+    writers=("courses", "enrollments"),
+    purpose="domain events (CourseUpdated, CourseDeleted, EnrollmentCreated), consumer groups",
 )
 
 PATTERNS: tuple[KeyPattern, ...] = (
@@ -271,6 +295,7 @@ PATTERNS: tuple[KeyPattern, ...] = (
     COURSE_CACHE,
     SESSION,
     IDEMPOTENCY,
+    EVENT_STREAM,
 )
 _BY_NAME = {p.name: p for p in PATTERNS}
 _COMPILED = tuple((p, p.regex) for p in PATTERNS)
@@ -313,6 +338,10 @@ def session(session_id: str | uuid.UUID) -> str:
 
 def idempotency(consumer: str, event_id: str | uuid.UUID) -> str:
     return IDEMPOTENCY.build(consumer=consumer, event_id=str(event_id))
+
+
+def event_stream(topic: str) -> str:
+    return EVENT_STREAM.build(topic=topic)
 
 
 def valid_int_id(name: str, value: object) -> int:

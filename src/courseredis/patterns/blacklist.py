@@ -31,7 +31,7 @@ def revoke_script(jti: str | uuid.UUID, expires_at: datetime | int) -> Script:
         (
             _expiry_ms(expires_at),
             keys.REVOCATION_SKEW // _MS,
-            keys.JWT_REVOKED.ttl.max // _MS,
+            (keys.ACCESS_TOKEN_LIFETIME + keys.REVOCATION_SKEW) // _MS,
         ),
     )
 

@@ -84,7 +84,7 @@ class CacheOptions:
     poll_cap: timedelta = timedelta(milliseconds=50)
 
     def __post_init__(self) -> None:
-        limit = keys.COURSE_CACHE.ttl.max
+        limit = keys.COURSE_CACHE_TTL
         for name in ("ttl", "negative_ttl", "load_lease"):
             value = getattr(self, name)
             if not timedelta(milliseconds=1) <= value <= limit:

@@ -64,8 +64,8 @@ class LockOptions:
     backoff_cap: timedelta = timedelta(milliseconds=200)
 
     def __post_init__(self) -> None:
-        if not timedelta(milliseconds=1) <= self.lease <= keys.ENROLLMENT_LOCK.ttl.max:
-            raise ValueError(f"lease must be 1 ms to {keys.ENROLLMENT_LOCK.ttl.max}")
+        if not timedelta(milliseconds=1) <= self.lease <= keys.LOCK_LEASE:
+            raise ValueError(f"lease must be 1 ms to {keys.LOCK_LEASE}")
         if self.wait < timedelta(0):
             raise ValueError("wait must not be negative")
 
