@@ -153,6 +153,10 @@ class KeyPattern:
     writers: tuple[str, ...]  # services that write it
     purpose: str
     readers: tuple[str, ...] = ()  # services that only read it
+    # The Redis commands the patterns send on these keys, directly or from Lua (ACLs check
+    # both); the per-service ACL users are generated from them.
+    write_commands: tuple[str, ...] = ()
+    read_commands: tuple[str, ...] = ()
 
     @property
     def owner(self) -> str:
@@ -208,6 +212,8 @@ JWT_REVOKED = KeyPattern(
     writers=("auth",),
     purpose="a revoked access token's jti; the gateway refuses the token while it exists",
     readers=("gateway",),
+    write_commands=("set",),
+    read_commands=("exists", "get"),
 )
 REFRESH_TOKEN = KeyPattern(
     name="refresh_token",
@@ -220,6 +226,8 @@ REFRESH_TOKEN = KeyPattern(
         "one refresh-token family (JSON: userId, scope, createdAt, family, the current and "
         "previous token); one key per family makes rotation and reuse detection atomic"
     ),
+    write_commands=("set", "del"),
+    read_commands=("get",),
 )
 RATE_LIMIT_IP = KeyPattern(
     name="ratelimit_ip",
@@ -229,6 +237,8 @@ RATE_LIMIT_IP = KeyPattern(
     ttl=TtlRule(RATE_LIMIT_KEY_MAX_TTL, "the policy's longest window (2 windows for the counter)"),
     writers=("gateway",),
     purpose="hits of one client IP on one route: a sorted set (log) or hash (other algorithms)",
+    write_commands=("zadd", "zremrangebyscore", "hset", "pexpire"),
+    read_commands=("zcount", "zrangebyscore", "zrange", "zcard", "hget", "hmget", "type"),
 )
 RATE_LIMIT_USER = KeyPattern(
     name="ratelimit_user",
@@ -238,6 +248,8 @@ RATE_LIMIT_USER = KeyPattern(
     ttl=TtlRule(RATE_LIMIT_KEY_MAX_TTL, "the policy's longest window (2 windows for the counter)"),
     writers=("gateway",),
     purpose="hits of one user on one route: a sorted set (log) or hash (other algorithms)",
+    write_commands=("zadd", "zremrangebyscore", "hset", "pexpire"),
+    read_commands=("zcount", "zrangebyscore", "zrange", "zcard", "hget", "hmget", "type"),
 )
 ENROLLMENT_LOCK = KeyPattern(
     name="enrollment_lock",
@@ -247,6 +259,8 @@ ENROLLMENT_LOCK = KeyPattern(
     ttl=TtlRule(LOCK_LEASE, "the lease (30 s), renewed while the work runs"),
     writers=("enrollments",),
     purpose="owner token of the process enrolling one user in one course",
+    write_commands=("set", "del", "pexpire"),
+    read_commands=("get",),
 )
 COURSE_CACHE = KeyPattern(
     name="course_cache",
@@ -256,6 +270,8 @@ COURSE_CACHE = KeyPattern(
     ttl=TtlRule(COURSE_CACHE_TTL, "5 m; deleted on CourseUpdated / CourseDeleted"),
     writers=("courses",),
     purpose="a course as JSON (or a short-lived not-found or loading marker)",
+    write_commands=("set", "del"),
+    read_commands=("get",),
 )
 SESSION = KeyPattern(
     name="session",
@@ -265,6 +281,8 @@ SESSION = KeyPattern(
     ttl=TtlRule(SESSION_TTL, "24 h from the last recorded activity"),
     writers=("auth", "gateway"),
     purpose="user_id, roles, created_at, last_activity of one login (the gateway touches it)",
+    write_commands=("hset", "pexpire", "del"),
+    read_commands=("hgetall",),
 )
 IDEMPOTENCY = KeyPattern(
     name="idempotency",
@@ -274,6 +292,8 @@ IDEMPOTENCY = KeyPattern(
     ttl=TtlRule(IDEMPOTENCY_TTL, "24 h after processing (a short lease while processing)"),
     writers=("courses", "enrollments"),
     purpose="a consumer's claim on one event, then its done marker",
+    write_commands=("set", "del"),
+    read_commands=("get",),
 )
 
 EVENT_STREAM = KeyPattern(
@@ -284,6 +304,8 @@ EVENT_STREAM = KeyPattern(
     ttl=TtlRule(None, f"none: trimmed to about {EVENT_STREAM_MAX_LENGTH:,} entries"),
     writers=("courses", "enrollments"),
     purpose="domain events (CourseUpdated, CourseDeleted, EnrollmentCreated), consumer groups",
+    write_commands=("xadd", "xgroup", "xreadgroup", "xack", "xautoclaim", "xtrim"),
+    read_commands=("xlen", "xinfo", "xpending", "xrange"),
 )
 
 PATTERNS: tuple[KeyPattern, ...] = (
