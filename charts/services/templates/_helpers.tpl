@@ -1,0 +1,73 @@
+{{/* The resource name of one service: namePrefix + the service's name. */}}
+{{- define "services.resourceName" -}}
+{{- printf "%s%s" .root.Values.namePrefix .name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels that select one service's pods. */}}
+{{- define "services.selectorLabels" -}}
+app.kubernetes.io/name: {{ .name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .name }}
+{{- end -}}
+
+{{- define "services.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+{{ include "services.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Values.image.tag | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: course-redis
+{{- end -}}
+
+{{- define "services.image" -}}
+{{- $repo := required "image.repository is required (the project's image)" .Values.image.repository -}}
+{{- $tag := required "image.tag is required (pin a version)" .Values.image.tag -}}
+{{- printf "%s:%s" $repo $tag -}}
+{{- end -}}
+
+{{- define "services.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.runAsUser }}
+runAsGroup: {{ .Values.runAsUser }}
+readOnlyRootFilesystem: true
+allowPrivilegeEscalation: false
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "services.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.runAsUser }}
+runAsGroup: {{ .Values.runAsUser }}
+fsGroup: {{ .Values.runAsUser }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Fail early on values that cannot work. */}}
+{{- define "services.validate" -}}
+{{- if not .Values.database.secretName -}}
+{{- fail "database.secretName is required (DATABASE_URL)" -}}
+{{- end -}}
+{{- if not .Values.jwt.secretName -}}
+{{- fail "jwt.secretName is required (JWT_SECRET)" -}}
+{{- end -}}
+{{- if and (eq .Values.redis.mode "standalone") (not .Values.redis.url) -}}
+{{- fail "redis.url is required in standalone mode (REDIS_URL)" -}}
+{{- end -}}
+{{- if and (eq .Values.redis.mode "cluster") (not .Values.redis.clusterNodes) -}}
+{{- fail "redis.clusterNodes is required in cluster mode (REDIS_CLUSTER_NODES)" -}}
+{{- end -}}
+{{- if and .Values.redis.tls (not .Values.redis.caSecret) -}}
+{{- fail "redis.caSecret is required when redis.tls (REDIS_TLS_CA_FILE)" -}}
+{{- end -}}
+{{- if and .Values.gateway.ingress.enabled (not .Values.gateway.ingress.host) -}}
+{{- fail "gateway.ingress.host is required when the ingress is enabled" -}}
+{{- end -}}
+{{- range $name, $service := .Values.services -}}
+{{- if and $service.enabled (not $service.redisSecret) -}}
+{{- fail (printf "services.%s.redisSecret is required (its Redis ACL user's Secret)" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}

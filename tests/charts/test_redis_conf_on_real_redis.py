@@ -1,0 +1,144 @@
+"""The chart's start script and redis.conf, and the program's ACL file, on a real Redis 7.0.
+
+Helm proves the chart renders; only redis-server proves Redis accepts what it rendered
+(every directive, and every command name in the ACL file). The script and config run as in
+the pod, with the pod's paths moved into a temporary directory and ports made free.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
+from redis.retry import Retry
+
+from courseredis import keys
+from courseredis.redis_config import MAXMEMORY_POLICY
+from infra import values as infra_values
+from infra.credentials import acl_file
+from infra.settings import StackSettings
+from tests.charts.helm import only, render
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="redis-server is not installed"
+)
+
+ADMIN_PASSWORD = "AdminPw0123456789"
+EXPORTER_PASSWORD = "ExporterPw0123456789"
+SERVICE_PASSWORDS = {s: f"{s.capitalize()}Pw0123456789" for s in keys.SERVICES}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def pod_redis(settings: StackSettings, workdir: Path) -> Iterator[int]:
+    objects = render("redis", infra_values.redis_chart_values(settings), settings.namespace)
+    data = only(objects, "ConfigMap", "redis-config")["data"]
+    port, bus = free_port(), free_port()
+    (workdir / "data").mkdir()
+    (workdir / "users.acl").write_text(
+        acl_file(ADMIN_PASSWORD, SERVICE_PASSWORDS, EXPORTER_PASSWORD)
+    )
+    conf = (
+        data["redis.conf"]
+        .replace("bind * -::*", "bind 127.0.0.1")
+        .replace(f"port {infra_values.REDIS_PORT}\n", f"port {port}\n")
+        .replace(f"cluster-port {infra_values.CLUSTER_BUS_PORT}", f"cluster-port {bus}")
+        .replace("dir /data", f"dir {workdir / 'data'}")
+        .replace("/etc/redis/acl/users.acl", str(workdir / "users.acl"))
+        .replace("/tmp/redis", str(workdir / "run"))
+    )
+    (workdir / "redis.conf").write_text(conf)
+    script = (
+        data["start.sh"]
+        .replace("/tmp/redis", str(workdir / "run"))
+        .replace("/etc/redis/redis.conf", str(workdir / "redis.conf"))
+    )
+    (workdir / "start.sh").write_text(script)
+    env = {
+        "PATH": "/usr/bin:/bin:/usr/local/bin",
+        "POD_NAME": "redis-0",
+        "POD_NAMESPACE": settings.namespace,
+        "POD_IP": "127.0.0.1",
+        "REDIS_USERNAME": infra_values.ADMIN_USER,
+        "REDIS_PASSWORD": ADMIN_PASSWORD,
+    }
+    log = (workdir / "redis.log").open("w")
+    process = subprocess.Popen(
+        ["/bin/sh", str(workdir / "start.sh")], env=env, stdout=log, stderr=log
+    )
+    try:
+        _wait_for(port, process, workdir / "redis.log")
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+def _wait_for(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 10
+    client = redis.Redis(port=port, username="admin", password=ADMIN_PASSWORD)
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"redis-server exited: {log.read_text()}")
+        try:
+            client.ping()
+            return
+        except redis.ConnectionError:
+            time.sleep(0.05)
+        finally:
+            client.close()
+    raise AssertionError(f"redis-server did not answer: {log.read_text()}")
+
+
+def test_redis_runs_the_chart_config_with_the_program_acl(settings: StackSettings, tmp_path: Path):
+    with pod_redis(settings, tmp_path) as port:
+        admin = redis.Redis(
+            port=port, username="admin", password=ADMIN_PASSWORD, decode_responses=True
+        )
+        try:
+            config = admin.config_get("maxmemory-policy")
+            assert config["maxmemory-policy"] == MAXMEMORY_POLICY
+            assert admin.config_get("maxmemory")["maxmemory"] == str(
+                infra_values.maxmemory_bytes(settings.redis.maxmemory)
+            )
+            clustered = settings.redis.mode == "cluster"
+            assert admin.info("cluster")["cluster_enabled"] == (1 if clustered else 0)
+            aof = settings.redis.persistence == "aof"
+            assert admin.config_get("appendonly")["appendonly"] == ("yes" if aof else "no")
+            if clustered:  # what start.sh wrote for this pod
+                hostname = admin.config_get("cluster-announce-hostname")
+                expected = infra_values.redis_pod_hosts(settings)[0]
+                assert hostname["cluster-announce-hostname"] == expected
+                assert admin.config_get("masteruser")["masteruser"] == "admin"
+        finally:
+            admin.close()
+        # No retries: the refusal is the answer, not a transient error.
+        anonymous = redis.Redis(port=port, retry=Retry(NoBackoff(), 0))
+        with pytest.raises((AuthenticationError, ResponseError)):
+            anonymous.ping()  # `default` is off
+        anonymous.close()
+        exporter = redis.Redis(port=port, username="exporter", password=EXPORTER_PASSWORD)
+        assert "redis_version" in exporter.info()
+        with pytest.raises(NoPermissionError):
+            exporter.get("session:x")
+        exporter.close()
+        gateway = redis.Redis(port=port, username="gateway", password=SERVICE_PASSWORDS["gateway"])
+        with pytest.raises(NoPermissionError):
+            gateway.flushall()
+        gateway.close()

@@ -1,0 +1,210 @@
+"""The services chart, rendered by real Helm with the values each stack passes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import helm_python
+import pytest
+
+from courseredis import keys
+from infra import values as infra_values
+from infra.settings import StackSettings
+from tests.charts.helm import (
+    defaults,
+    env_of,
+    find,
+    lint,
+    only,
+    render,
+    stack_settings,
+    validate_schema,
+)
+from tests.charts.policy import check_containers, validate_objects
+
+# What the services read (courseredis.services.settings and connection): the contract.
+COMMON_ENV = {
+    "REDIS_USERNAME",
+    "REDIS_PASSWORD",
+    "REDIS_TLS",
+    "DATABASE_URL",
+    "JWT_SECRET",
+    "LOG_LEVEL",
+}
+GATEWAY_ENV = {
+    "GATEWAY_AUTH_URL",
+    "GATEWAY_COURSES_URL",
+    "GATEWAY_ENROLLMENTS_URL",
+    "GATEWAY_TRUSTED_PROXIES",
+}
+
+
+def rendered(settings: StackSettings, **changes: Any) -> list[dict[str, Any]]:
+    values = infra_values.services_chart_values(settings)
+    for path, value in changes.items():
+        node = values
+        *parents, leaf = path.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return render("services", values, namespace=settings.namespace)
+
+
+def container_of(objects: list[dict[str, Any]], service: str) -> dict[str, Any]:
+    pod = only(objects, "Deployment", service)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert isinstance(container, dict)
+    return container
+
+
+def test_lint_is_clean(settings: StackSettings):
+    report = lint("services", infra_values.services_chart_values(settings), settings.namespace)
+    assert report["errors"] == [] and report["messages"] == [], report
+
+
+def test_every_object_is_valid_and_every_container_hardened(settings: StackSettings):
+    objects = rendered(settings)
+    validate_objects(objects)
+    check_containers(objects)
+
+
+def test_one_deployment_and_service_per_service_of_the_key_schema(settings: StackSettings):
+    objects = rendered(settings)
+    assert sorted(o["metadata"]["name"] for o in find(objects, "Deployment")) == sorted(
+        keys.SERVICES
+    )
+    for service in keys.SERVICES:
+        port = only(objects, "Service", service)["spec"]["ports"][0]
+        assert port["port"] == infra_values.SERVICE_PORT
+        container = container_of(objects, service)
+        assert container["args"] == [
+            "courseredis-service", service, "--host", "0.0.0.0", "--port", "8000",
+        ]  # fmt: skip
+        assert container["image"] == f"{settings.image.repository}:{settings.image.tag}"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_environment_is_the_services_contract(settings: StackSettings):
+    objects = rendered(settings)
+    for service in keys.SERVICES:
+        env = env_of(container_of(objects, service))
+        redis_address = "REDIS_CLUSTER_NODES" if settings.redis.mode == "cluster" else "REDIS_URL"
+        expected = COMMON_ENV | {redis_address} | (GATEWAY_ENV if service == "gateway" else set())
+        assert set(env) == expected, service
+        assert env["REDIS_USERNAME"] == service  # the ACL user is named after the service
+        assert env["REDIS_PASSWORD"]["secretKeyRef"] == {
+            "name": infra_values.SECRETS.service(service),
+            "key": "password",
+        }
+        assert env["JWT_SECRET"]["secretKeyRef"]["name"] == infra_values.SECRETS.jwt
+        assert env["DATABASE_URL"]["secretKeyRef"]["name"] == infra_values.SECRETS.database
+        assert env["LOG_LEVEL"] == settings.services.log_level
+        if settings.redis.mode == "cluster":
+            assert env["REDIS_CLUSTER_NODES"] == ",".join(infra_values.redis_nodes(settings))
+        else:
+            assert env["REDIS_URL"] == infra_values.redis_url(settings)
+    gateway = env_of(container_of(objects, "gateway"))
+    for upstream in ("auth", "courses", "enrollments"):
+        url = gateway[f"GATEWAY_{upstream.upper()}_URL"]
+        assert url == f"http://{upstream}:8000"
+        only(objects, "Service", upstream)  # the URL names a Service that exists
+
+
+def test_pods_carry_the_labels_the_redis_network_policy_admits(settings: StackSettings):
+    redis_objects = render("redis", infra_values.redis_chart_values(settings), settings.namespace)
+    policy = only(redis_objects, "NetworkPolicy")["spec"]
+    clients = policy["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+    for deployment in find(rendered(settings), "Deployment"):
+        metadata = deployment["spec"]["template"]["metadata"]
+        assert clients.items() <= metadata["labels"].items()
+        assert metadata["labels"]["app.kubernetes.io/part-of"] == "course-redis"
+        assert metadata["annotations"]["prometheus.io/port"] == "8000"
+        assert metadata["annotations"]["prometheus.io/path"] == "/metrics"
+
+
+def test_dev_runs_one_replica_each_without_autoscaling():
+    objects = rendered(stack_settings("dev"))
+    assert all(d["spec"]["replicas"] == 1 for d in find(objects, "Deployment"))
+    assert find(objects, "HorizontalPodAutoscaler") == []
+    assert find(objects, "PodDisruptionBudget") == []
+
+
+def test_prod_autoscales_and_budgets_every_service():
+    settings = stack_settings("prod")
+    objects = rendered(settings)
+    for service in keys.SERVICES:
+        assert "replicas" not in only(objects, "Deployment", service)["spec"]  # the HPA's
+        hpa = only(objects, "HorizontalPodAutoscaler", service)
+        assert hpa["apiVersion"] == "autoscaling/v2"
+        assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
+        assert hpa["spec"]["scaleTargetRef"]["name"] == service
+        assert only(objects, "PodDisruptionBudget", service)["spec"]["maxUnavailable"] == 1
+
+
+def test_ingress_and_service_monitor_are_switches(settings: StackSettings):
+    assert find(rendered(settings), "Ingress") == []
+    assert find(rendered(settings), "ServiceMonitor") == []
+    objects = rendered(
+        settings,
+        gateway__ingress={
+            "enabled": True,
+            "host": "courses.example.com",
+            "className": "nginx",
+            "tlsSecret": "gateway-tls",
+            "annotations": {},
+        },
+        serviceMonitor__enabled=True,
+    )
+    validate_objects(objects)
+    ingress = only(objects, "Ingress", "gateway")["spec"]
+    backend = ingress["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "gateway", "port": {"name": "http"}}
+    assert ingress["tls"] == [{"hosts": ["courses.example.com"], "secretName": "gateway-tls"}]
+    assert len(find(objects, "ServiceMonitor")) == len(keys.SERVICES)
+
+
+def test_redis_tls_mounts_the_ca_for_every_service():
+    settings = stack_settings("dev")
+    objects = rendered(settings, redis__tls=True, redis__caSecret="redis-tls")
+    validate_objects(objects)
+    for service in keys.SERVICES:
+        env = env_of(container_of(objects, service))
+        assert (env["REDIS_TLS"], env["REDIS_TLS_CA_FILE"]) == ("true", "/etc/redis-tls/ca.crt")
+
+
+def test_chart_defaults_follow_the_key_schema_and_the_ports():
+    values = defaults("services")
+    assert set(values["services"]) == set(keys.SERVICES)
+    assert values["port"] == infra_values.SERVICE_PORT
+    upstreams = values["gateway"]["upstreams"]
+    assert upstreams == {s: infra_values.service_url(s) for s in keys.SERVICES if s != "gateway"}
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("image__tag", "latest"),
+        ("logLevel", "verbose"),
+        ("redis__mode", "sentinel"),
+        ("unknownKey", 1),
+        ("services__search", {}),
+    ],
+)
+def test_the_schema_refuses_what_would_break_the_design(path: str, value: Any):
+    values = infra_values.services_chart_values(stack_settings("prod"))
+    node = values
+    *parents, leaf = path.split("__")
+    for key in parents:
+        node = node[key]
+    node[leaf] = value
+    with pytest.raises(helm_python.HelmError):
+        validate_schema("services", values)
+        render("services", values)
+
+
+def test_a_missing_image_fails_with_the_reason():
+    values = infra_values.services_chart_values(stack_settings("dev"))
+    values["image"] = {"repository": "", "tag": ""}
+    with pytest.raises(helm_python.HelmError, match=r"image\.repository is required"):
+        render("services", values)

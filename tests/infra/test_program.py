@@ -1,0 +1,186 @@
+"""The Pulumi program per stack, under Pulumi's mocks, with the real stack files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pulumi
+import pytest
+
+# The mocks are in place before any module of the program is imported (they are imported
+# by `infra/__main__.py`, which `deploy` runs under fresh mocks for each stack).
+from tests.infra.mocks import (
+    CHART_TYPE,
+    PASSWORD_TYPE,
+    SECRET_TYPE,
+    Deployment,
+    RecordingMocks,
+    contains_secret,
+    deploy,
+    plain_strings,
+    unwrap,
+)
+
+pulumi.runtime.set_mocks(RecordingMocks(), project="course-redis", stack="dev", preview=False)
+
+from courseredis import keys  # noqa: E402
+from courseredis.redis_config import MAXMEMORY_POLICY  # noqa: E402
+
+# What prod's databaseUrl would be: set as a secret, as `pulumi config set --secret` does.
+PROD_DATABASE_URL = "postgresql+asyncpg://courses:Db5ecretValue@db.example:5432/courses"
+
+
+@pytest.fixture(scope="module")
+def dev() -> Deployment:
+    return deploy("dev")
+
+
+@pytest.fixture(scope="module")
+def prod() -> Deployment:
+    return deploy("prod", secrets={"databaseUrl": PROD_DATABASE_URL})
+
+
+@pytest.fixture(scope="module", params=["dev", "prod"])
+def stack(request: pytest.FixtureRequest, dev: Deployment, prod: Deployment) -> Deployment:
+    return dev if request.param == "dev" else prod
+
+
+def chart_values(deployment: Deployment, name: str) -> dict[str, Any]:
+    values = deployment.one(CHART_TYPE, name).inputs["values"]
+    assert isinstance(values, dict)
+    return values
+
+
+def test_dev_declares_one_redis_node_and_one_replica_per_service(dev: Deployment):
+    redis = chart_values(dev, "redis")
+    assert redis["mode"] == "standalone"
+    assert "masters" not in redis["cluster"]
+    assert redis["persistence"]["enabled"] is False  # persistence none: nothing to keep
+    services = chart_values(dev, "services")
+    assert set(services["services"]) == set(keys.SERVICES)
+    for service in services["services"].values():
+        assert service["replicas"] == 1
+        assert service["autoscaling"]["enabled"] is False
+        assert service["podDisruptionBudget"]["enabled"] is False
+    assert services["redis"] == {
+        "mode": "standalone",
+        "tls": False,
+        "url": "redis://redis.course-redis-dev.svc.cluster.local:6379/0",
+    }
+
+
+def test_prod_declares_a_3x2_cluster_with_pdb_spread_and_network_policy(prod: Deployment):
+    redis = chart_values(prod, "redis")
+    assert redis["mode"] == "cluster"
+    assert (redis["cluster"]["masters"], redis["cluster"]["replicasPerMaster"]) == (3, 1)
+    assert redis["podDisruptionBudget"] == {"enabled": True, "maxUnavailable": 1}
+    assert redis["antiAffinity"] == "required"
+    assert redis["networkPolicy"] == {"enabled": True}
+    assert redis["appendonly"] is True and redis["persistence"]["enabled"] is True
+    assert redis["maxmemoryPolicy"] == MAXMEMORY_POLICY
+    assert redis["bootstrapImage"]["tag"] != "latest"
+    services = chart_values(prod, "services")
+    nodes = services["redis"]["clusterNodes"].split(",")
+    assert len(nodes) == 6 and all(n.endswith(".svc.cluster.local:6379") for n in nodes)
+    for service in services["services"].values():
+        assert service["autoscaling"] == {"enabled": True, "minReplicas": 2, "maxReplicas": 6}
+        assert service["podDisruptionBudget"]["enabled"] is True
+
+
+def test_charts_come_from_the_repository_into_the_stack_namespace(stack: Deployment):
+    for name in ("redis", "services"):
+        inputs = stack.one(CHART_TYPE, name).inputs
+        assert inputs["chart"].replace("\\", "/").endswith(f"charts/{name}")
+        assert inputs["namespace"] == f"course-redis-{stack.env}"
+
+
+def test_every_generated_password_is_a_secret_output(stack: Deployment):
+    passwords = stack.of_type(PASSWORD_TYPE)
+    # admin, exporter, one per service, and the JWT signing key.
+    assert len(passwords) == 3 + len(keys.SERVICES)
+    assert all(p.inputs["special"] is False for p in passwords)
+    assert stack.secret_flags and all(stack.secret_flags.values()), stack.secret_flags
+    assert "redisAdminPassword" in stack.secret_exports
+
+
+def test_no_plaintext_secret_appears_in_any_resource_input(stack: Deployment):
+    secrets = set(stack.mocks.generated.values())
+    if stack.env == "prod":
+        secrets.add(PROD_DATABASE_URL)
+    leaks = [
+        (r.typ, r.name)
+        for r in stack.mocks.registrations
+        for text in plain_strings(r.inputs)
+        if any(s in text for s in secrets)
+    ]
+    assert leaks == []
+    # ... and the secrets did reach their Secrets, wrapped: the check above is not vacuous.
+    acl = stack.one(SECRET_TYPE, "redis-acl").inputs
+    assert contains_secret(acl["stringData"])
+    acl_text = unwrap(acl["stringData"])["users.acl"]
+    redis_passwords = [v for k, v in stack.mocks.generated.items() if k.startswith("redis-")]
+    assert len(redis_passwords) == 2 + len(keys.SERVICES)
+    assert all(password in acl_text for password in redis_passwords)
+    assert "user default off" in acl_text
+    if stack.env == "prod":
+        database = stack.one(SECRET_TYPE, "database").inputs
+        assert contains_secret(database["stringData"])
+        assert unwrap(database["stringData"]) == {"url": PROD_DATABASE_URL}
+
+
+def test_chart_values_hold_no_secret_only_secret_names(stack: Deployment):
+    for name in ("redis", "services"):
+        assert not contains_secret(chart_values(stack, name))
+    redis = chart_values(stack, "redis")
+    declared = {r.name for r in stack.of_type(SECRET_TYPE)}
+    assert redis["auth"]["aclSecret"]["name"] in declared
+    assert redis["auth"]["adminSecret"]["name"] in declared
+    assert redis["metrics"]["secret"]["name"] in declared
+    services = chart_values(stack, "services")
+    for service in services["services"].values():
+        assert service["redisSecret"] in declared
+    assert {services["jwt"]["secretName"], services["database"]["secretName"]} <= declared
+
+
+def test_each_service_secret_holds_its_own_user(stack: Deployment):
+    for service in keys.SERVICES:
+        data = unwrap(stack.one(SECRET_TYPE, f"redis-user-{service}").inputs["stringData"])
+        assert data["username"] == service
+        assert data["password"] == stack.mocks.generated[f"redis-{service}-password"]
+
+
+def test_declared_kubernetes_objects_are_valid(stack: Deployment):
+    version = kubernetes_validate.latest_version()
+    for registration in stack.mocks.registrations:
+        if not registration.typ.startswith("kubernetes:core/"):
+            continue
+        body = unwrap(registration.inputs)
+        kubernetes_validate.validate(body, version, strict=True)
+        assert body["metadata"]["name"]
+
+
+def test_exports_name_endpoints_secrets_and_the_smoke_command(stack: Deployment):
+    exports = stack.exports
+    namespace = f"course-redis-{stack.env}"
+    assert exports["namespace"] == namespace
+    assert exports["gatewayUrl"] == f"http://gateway.{namespace}.svc.cluster.local:8000"
+    smoke = exports["smokeCommand"]
+    assert smoke.endswith(" make smoke")
+    for variable in (
+        "SMOKE_GATEWAY_URL=",
+        "SMOKE_REDIS_NODES=",
+        "SMOKE_REDIS_USERNAME=admin",
+        f"SMOKE_REDIS_PASSWORD_SECRET={namespace}/redis-admin",
+    ):
+        assert variable in smoke
+    assert exports["redisAdminPassword"] not in smoke
+    if stack.env == "prod":
+        assert len(exports["redisEndpoints"]) == 6 and "redisClusterNodes" in exports
+    else:
+        assert exports["redisEndpoints"] == [f"redis.{namespace}.svc.cluster.local:6379"]
+
+
+def test_prod_without_a_database_url_says_how_to_set_it():
+    with pytest.raises(ValueError, match="pulumi config set --secret databaseUrl"):
+        deploy("prod")

@@ -1,0 +1,83 @@
+"""Stack config to settings to chart values: the pure half of the program, without Pulumi."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+import pytest
+
+from courseredis.environments import StackConfigError, load_environment
+from courseredis.redis_config import MAXMEMORY_POLICY
+from infra import values
+from infra.settings import StackSettings
+
+
+def raw(env: str) -> dict[str, Any]:
+    return copy.deepcopy(load_environment(env).config)
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_both_stack_files_parse_with_no_unknown_key(env: str):
+    settings = StackSettings.from_config(env, raw(env))
+    assert settings.redis == load_environment(env).redis  # one topology, read one way
+    assert settings.namespace == f"course-redis-{env}"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c.update(servics={}), "unknown"),
+        (lambda c: c.pop("image"), "missing"),
+        (lambda c: c["image"].update(tag="latest"), "pinned tag"),
+        (lambda c: c["services"].update(replicas=7), "replicas <= maxReplicas"),
+        (lambda c: c["services"].update(replicas=True), "must be a int"),
+        (lambda c: c["services"].update(trustedProxies=["10.0.0.0/33"]), "trustedProxies"),
+        (lambda c: c["services"].update(logLevel="info"), "logLevel"),
+        (lambda c: c["redisDeployment"].update(antiAffinity="soft"), "antiAffinity"),
+        (lambda c: c["tls"].update(enabled=True), "secretName"),
+        (lambda c: c["tls"].update(enabled=True, secretName="redis-tls"), "standalone"),
+        (lambda c: c.update(namespace="Course_Redis"), "DNS label"),
+    ],
+)
+def test_a_wrong_stack_config_is_refused_with_the_reason(change: Any, message: str):
+    config = raw("prod")
+    change(config)
+    with pytest.raises(StackConfigError, match=message):
+        StackSettings.from_config("prod", config)
+
+
+def test_redis_memory_leaves_room_for_buffers_and_rewrites():
+    dev, prod = (StackSettings.from_config(e, raw(e)).redis for e in ("dev", "prod"))
+    assert values.redis_memory(dev) == ("384Mi", "512Mi")
+    assert values.redis_memory(prod) == ("1536Mi", "2048Mi")
+    assert values.maxmemory_bytes("1gb") == 1024**3
+
+
+def test_cluster_nodes_are_the_pods_stable_names():
+    settings = StackSettings.from_config("prod", raw("prod"))
+    assert values.redis_nodes(settings)[5] == (
+        "redis-5.redis-headless.course-redis-prod.svc.cluster.local:6379"
+    )
+    chart = values.redis_chart_values(settings)
+    assert chart["maxmemoryPolicy"] == MAXMEMORY_POLICY
+
+
+def test_the_gateway_url_follows_the_ingress():
+    settings = StackSettings.from_config("prod", raw("prod"))
+    ingress = dataclasses.replace(
+        settings.services.ingress, enabled=True, host="courses.example.com", tls_secret="tls"
+    )
+    published = dataclasses.replace(
+        settings, services=dataclasses.replace(settings.services, ingress=ingress)
+    )
+    assert values.gateway_url(published) == "https://courses.example.com"
+    assert "SMOKE_GATEWAY_URL=https://courses.example.com " in values.smoke_command(published)
+
+
+def test_standalone_tls_uses_rediss():
+    settings = StackSettings.from_config("dev", raw("dev"))
+    tls = dataclasses.replace(settings, tls=dataclasses.replace(settings.tls, enabled=True))
+    assert values.redis_url(tls).startswith("rediss://")
+    assert values.services_chart_values(tls)["redis"]["tls"] is True
