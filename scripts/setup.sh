@@ -23,3 +23,17 @@ if ! command -v uv >/dev/null 2>&1; then
   export PATH="$HOME/.local/bin:$PATH"
 fi
 uv sync --frozen --quiet
+
+# PostgreSQL's server binaries, for the database tests: they start a private server of
+# their own from /usr/lib/postgresql/<N>/bin (tests/services/db/postgres.py) and need no
+# system cluster. Debian's package is enough; without root, say how to get it.
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing postgresql from the system's packages (for the database tests)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "setup: PostgreSQL is missing, so the database tests will fail; install it with: sudo apt-get install postgresql" >&2
+  fi
+fi

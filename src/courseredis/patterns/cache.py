@@ -137,7 +137,7 @@ def _get_or_load(
 
     try:
         value = yield Call(loader)
-    except BaseException:
+    except Exception:  # not GeneratorExit: a closed flow must not yield again
         yield Script(load("compare_and_delete"), (key,), (lease,))
         raise
     stats.loads += 1

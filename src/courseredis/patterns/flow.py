@@ -90,7 +90,9 @@ def _queue(pipe: Any, op: Command | Script) -> None:
     if isinstance(op, Command):
         pipe.execute_command(*op.args, **dict(op.options))
     else:
-        pipe.evalsha(op.script.sha, len(op.keys), *op.keys, *op.args)
+        # As a raw command: redis-py's cluster pipeline blocks its evalsha() method, yet
+        # routes a raw EVALSHA by its first key like any other keyed command.
+        pipe.execute_command("EVALSHA", op.script.sha, len(op.keys), *op.keys, *op.args)
 
 
 def _batch_sync(client: SyncClient, batch: Batch) -> list[Any]:
@@ -120,6 +122,11 @@ def _execute_sync(client: SyncClient, op: Op) -> Any:
             result.close()  # never awaited: close it, or Python warns at collection
         raise TypeError("a sync API was given an async loader; use the asyncio API")
     return result
+
+
+def execute_sync(client: SyncClient, op: Op) -> Any:
+    """Run one operation (say a Batch assembled from several patterns) outside a flow."""
+    return _execute_sync(client, op)
 
 
 def run_sync(client: SyncClient, flow: Flow[T]) -> T:
@@ -172,6 +179,11 @@ async def _execute_async(client: AsyncClient, op: Op) -> Any:
     if inspect.isawaitable(result):
         return await result
     return result
+
+
+async def execute_async(client: AsyncClient, op: Op) -> Any:
+    """Run one operation (say a Batch assembled from several patterns) outside a flow."""
+    return await _execute_async(client, op)
 
 
 async def run_async(client: AsyncClient, flow: Flow[T]) -> T:

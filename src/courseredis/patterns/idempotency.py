@@ -81,7 +81,7 @@ def _process(
         return Outcome(claim.status)
     try:
         result = yield Call(handler)
-    except BaseException:
+    except Exception:  # not GeneratorExit: a closed flow must not yield again
         yield from _release(claim)
         raise
     yield from _complete(claim)

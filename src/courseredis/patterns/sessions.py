@@ -60,10 +60,10 @@ def _pairs(reply: Sequence[Any]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-def _create(user_id: int, roles: Sequence[str]) -> Flow[Session]:
+def _create(user_id: int, roles: Sequence[str], session_id: str | None) -> Flow[Session]:
     keys.valid_int_id("user_id", user_id)
     joined = _check_roles(roles)
-    session_id = str(uuid.uuid4())
+    session_id = keys.valid_uuid("session_id", session_id or str(uuid.uuid4()))
     now = yield Script(
         load("session_create"),
         (keys.session(session_id),),
@@ -113,8 +113,11 @@ class Sessions:
         self._client = client
         self._throttle = throttle
 
-    def create(self, user_id: int, roles: Sequence[str]) -> Session:
-        return run_sync(self._client, _create(user_id, roles))
+    def create(
+        self, user_id: int, roles: Sequence[str], *, session_id: str | None = None
+    ) -> Session:
+        """Create a session (a new id unless given: auth uses the refresh family's id)."""
+        return run_sync(self._client, _create(user_id, roles, session_id))
 
     def read(self, session_id: str) -> Session | None:
         return run_sync(self._client, _read(session_id))
@@ -131,8 +134,10 @@ class AsyncSessions:
         self._client = client
         self._throttle = throttle
 
-    async def create(self, user_id: int, roles: Sequence[str]) -> Session:
-        return await run_async(self._client, _create(user_id, roles))
+    async def create(
+        self, user_id: int, roles: Sequence[str], *, session_id: str | None = None
+    ) -> Session:
+        return await run_async(self._client, _create(user_id, roles, session_id))
 
     async def read(self, session_id: str) -> Session | None:
         return await run_async(self._client, _read(session_id))

@@ -1,0 +1,25 @@
+# The image of the four services (and of the Redis bootstrap Job and repair init container):
+#   docker build -t <registry>/courseredis:<version> .
+#   docker run <image> courseredis-service gateway --host 0.0.0.0 --port 8000
+# It cannot be built on the project's CI machines (no Docker engine); keep it conventional.
+
+# --- build: resolve the locked dependencies into a virtual environment -----------------
+FROM python:3.11.11-slim-bookworm AS build
+COPY --from=ghcr.io/astral-sh/uv:0.5.31 /uv /usr/local/bin/uv
+ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PROJECT_ENVIRONMENT=/opt/venv
+WORKDIR /src
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --frozen --no-dev --no-install-project
+COPY src ./src
+RUN uv sync --frozen --no-dev --no-editable
+
+# --- run: the environment and nothing else, as a non-root user -------------------------
+FROM python:3.11.11-slim-bookworm
+# UID 999 matches the charts' runAsUser, which also owns the Redis data volume.
+RUN groupadd --system --gid 999 app && useradd --system --uid 999 --gid app app
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+USER 999:999
+EXPOSE 8000
+ENTRYPOINT []
+CMD ["courseredis-service", "gateway", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,170 @@
+"""The four services as uvicorn processes on loopback, for the local stack and the tests.
+
+Each runs `python -m courseredis.services <name>` with its settings in the environment,
+exactly as the container does, connected to Redis as its own ACL user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from courseredis.local.ports import free_ports
+from courseredis.local.processes import LocalStackError, tail
+
+SERVICES = ("auth", "courses", "enrollments", "gateway")  # the gateway last: it needs the rest
+_READY_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class ServiceProcess:
+    name: str
+    url: str
+    pid: int
+    logfile: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def redis_environment(
+    mode: str, nodes: list[str], username: str | None, password: str | None
+) -> dict[str, str]:
+    env = (
+        {"REDIS_CLUSTER_NODES": ",".join(nodes)}
+        if mode == "cluster"
+        else {"REDIS_URL": f"redis://{nodes[0]}/0"}
+    )
+    if username:
+        env["REDIS_USERNAME"] = username
+    if password:
+        env["REDIS_PASSWORD"] = password
+    return env
+
+
+def start_services(
+    *,
+    redis_env: Mapping[str, Mapping[str, str]],
+    database_url: str,
+    jwt_secret: str,
+    workdir: Path,
+    extra_env: Mapping[str, str] | None = None,
+    host: str = "127.0.0.1",
+) -> list[ServiceProcess]:
+    """Start the services (redis_env: service -> its REDIS_* variables); wait until ready.
+
+    On any failure the processes already started are stopped and the error names the
+    service with the end of its log.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    ports = dict(zip(SERVICES, free_ports(len(SERVICES), host), strict=True))
+    urls = {name: f"http://{host}:{port}" for name, port in ports.items()}
+    common = {
+        "DATABASE_URL": database_url,
+        "JWT_SECRET": jwt_secret,
+        "GATEWAY_AUTH_URL": urls["auth"],
+        "GATEWAY_COURSES_URL": urls["courses"],
+        "GATEWAY_ENROLLMENTS_URL": urls["enrollments"],
+        **(extra_env or {}),
+    }
+    started: list[ServiceProcess] = []
+    try:
+        for name in SERVICES:
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "GATEWAY_"))}
+            env.update(common)
+            env.update(redis_env[name])
+            logfile = workdir / f"{name}.log"
+            with logfile.open("ab") as out:
+                process = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "courseredis.services",
+                        name,
+                        "--host",
+                        host,
+                        "--port",
+                        str(ports[name]),
+                    ],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # Ctrl-C in the terminal is ours to relay
+                )
+            started.append(ServiceProcess(name, urls[name], process.pid, str(logfile)))
+        for service in started:
+            _wait_ready(service)
+    except BaseException:
+        stop_services(started)
+        raise
+    return started
+
+
+def _wait_ready(service: ServiceProcess) -> None:
+    deadline = time.monotonic() + _READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if not _alive(service.pid):
+            raise LocalStackError(
+                f"service {service.name} exited at start-up; its log ends:\n"
+                f"{tail(Path(service.logfile))}"
+            )
+        try:
+            with urllib.request.urlopen(service.url + "/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise LocalStackError(
+        f"service {service.name} not ready after {_READY_TIMEOUT_S:.0f} s; its log ends:\n"
+        f"{tail(Path(service.logfile))}"
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child (a later `down`): fall back to the signal probe
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return _is_service(pid)
+
+
+def _is_service(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    # A zombie has an empty command line: it has exited already.
+    return b"courseredis.services" in cmdline
+
+
+def stop_services(services: list[ServiceProcess], *, grace_s: float = 5.0) -> None:
+    """SIGTERM each service we started (checked by its command line), then SIGKILL."""
+    for service in services:
+        if _is_service(service.pid):
+            os.kill(service.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for service in services:
+        while _alive(service.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(service.pid):
+            os.kill(service.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):  # reap it if it is our child
+            os.waitpid(service.pid, os.WNOHANG)

@@ -1,0 +1,1 @@
+"""The course platform services (gateway, auth, courses, enrollments) on FastAPI."""

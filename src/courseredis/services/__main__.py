@@ -1,0 +1,3 @@
+from courseredis.services.main import main
+
+raise SystemExit(main())

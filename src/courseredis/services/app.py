@@ -1,0 +1,175 @@
+"""The application factory shared by the four services.
+
+Every service gets the same edges: JSON logs, `/healthz` (the process answers), `/readyz`
+(Redis and the database answer), `/metrics`, a request-body size limit, and errors mapped
+so that a failing dependency is a 503 with a reason, never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from courseredis.connection import open_async_client
+from courseredis.services.metrics import Metrics
+from courseredis.services.runtime import Runtime, RuntimeDep
+from courseredis.services.settings import ServiceSettings
+from courseredis.settings import RedisSettings
+
+log = logging.getLogger(__name__)
+
+# A start-up hook prepares the runtime and returns its shutdown coroutine (or None).
+StartupHook = Callable[[Runtime], Awaitable[Callable[[], Awaitable[None]] | None]]
+
+
+class BodyLimit:
+    """Refuse request bodies over the limit with 413, whether declared or streamed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await _too_large(scope, receive, send, self.max_bytes)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _BodyTooLarge:
+            await _too_large(scope, receive, send, self.max_bytes)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    response = JSONResponse({"detail": f"request body over {limit} bytes"}, status_code=413)
+    await response(scope, receive, send)
+
+
+def unavailable(what: str) -> JSONResponse:
+    return JSONResponse(
+        {"detail": f"{what} unavailable, try again shortly"},
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
+def create_app(
+    service: str,
+    *,
+    settings: ServiceSettings,
+    redis_settings: RedisSettings,
+    uses_database: bool,
+    startup: list[StartupHook] | None = None,
+) -> FastAPI:
+    metrics = Metrics(service)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = await open_async_client(redis_settings)
+        runtime = Runtime(service, settings, redis, metrics)
+        if uses_database:
+            from courseredis.services.db.engine import create_engine, make_sessionmaker
+
+            runtime.engine = create_engine(settings.database_url)
+            runtime.sessionmaker = make_sessionmaker(runtime.engine)
+        app.state.runtime = runtime
+        stops = []
+        for hook in startup or []:
+            stop = await hook(runtime)
+            if stop is not None:
+                stops.append(stop)
+        log.info("started")
+        try:
+            yield
+        finally:
+            for stop in reversed(stops):
+                await stop()
+            await redis.aclose()
+            if runtime.engine is not None:
+                await runtime.engine.dispose()
+
+    app = FastAPI(title=f"course platform: {service}", lifespan=lifespan)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+
+    @app.middleware("http")
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        metrics.requests.labels(name, str(response.status_code)).inc()
+        metrics.latency.labels(name).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(RedisError)
+    async def redis_failed(request: Request, error: RedisError) -> JSONResponse:
+        metrics.redis_errors.labels("request").inc()
+        log.warning("redis error", extra={"error": str(error), "path": request.url.path})
+        return unavailable("Redis")
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(DBAPIError)
+    async def database_failed(request: Request, error: Exception) -> JSONResponse:
+        log.warning("database error", extra={"error": str(error)[:300], "path": request.url.path})
+        return unavailable("database")
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(runtime: RuntimeDep) -> JSONResponse:
+        problems: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(runtime.redis.ping(), timeout=2)
+        except Exception as error:
+            problems["redis"] = str(error) or type(error).__name__
+        if runtime.engine is not None:
+            try:
+                async with runtime.engine.connect() as connection:
+                    await asyncio.wait_for(connection.execute(text("SELECT 1")), timeout=2)
+            except Exception as error:
+                problems["database"] = str(error)[:200] or type(error).__name__
+        if problems:
+            return JSONResponse({"status": "unavailable", **problems}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint() -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return app
+
+
+def json_error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)

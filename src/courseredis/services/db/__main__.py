@@ -1,0 +1,5 @@
+import sys
+
+from courseredis.services.db.cli import main
+
+sys.exit(main())

@@ -1,0 +1,45 @@
+"""Who is calling: the verified access-token claims, for the services behind the gateway.
+
+The upstream services verify the JWT themselves (a signature check, no Redis): a header
+set by the gateway could be forged by anything that reaches the service directly.
+Revocation, rate limits and session activity are the gateway's job.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException
+
+from courseredis.services.runtime import RuntimeDep
+from courseredis.services.tokens import (
+    AccessClaims,
+    InvalidToken,
+    bearer_token,
+    decode_access_token,
+)
+
+
+def current_claims(
+    runtime: RuntimeDep, authorization: Annotated[str | None, Header()] = None
+) -> AccessClaims:
+    try:
+        return decode_access_token(
+            runtime.settings.jwt_secret.get_secret_value(),
+            runtime.settings.jwt_issuer,
+            bearer_token(authorization),
+        )
+    except InvalidToken as error:
+        raise HTTPException(401, str(error), headers={"WWW-Authenticate": "Bearer"}) from None
+
+
+ClaimsDep = Annotated[AccessClaims, Depends(current_claims)]
+
+
+def require_admin(claims: ClaimsDep) -> AccessClaims:
+    if not claims.is_admin:
+        raise HTTPException(403, "admin role required")
+    return claims
+
+
+AdminDep = Annotated[AccessClaims, Depends(require_admin)]

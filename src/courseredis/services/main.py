@@ -1,0 +1,91 @@
+"""Build a service by name, and the `courseredis-service` command that serves one."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from courseredis.services import auth, courses, enrollments, gateway, logs
+from courseredis.services.app import create_app
+from courseredis.services.settings import SERVICE_NAMES, GatewaySettings, ServiceSettings
+from courseredis.settings import RedisSettings
+
+
+def build(
+    service: str,
+    *,
+    settings: ServiceSettings | None = None,
+    redis_settings: RedisSettings | None = None,
+    gateway_settings: GatewaySettings | None = None,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """The app of one service; settings default to the environment."""
+    if service not in SERVICE_NAMES:
+        raise ValueError(f"unknown service {service!r}; choose one of {SERVICE_NAMES}")
+    settings = settings or ServiceSettings()
+    redis_settings = redis_settings or RedisSettings()
+    if service == "gateway":
+        gateway_settings = gateway_settings or GatewaySettings()
+        app = create_app(
+            service,
+            settings=settings,
+            redis_settings=redis_settings,
+            uses_database=False,
+            startup=[gateway.http_client_hook(gateway_settings, upstream_transport)],
+        )
+        gateway.create_gateway_routes(app, gateway_settings)
+        return app
+    if service == "auth":
+        app = create_app(
+            service, settings=settings, redis_settings=redis_settings, uses_database=True
+        )
+        app.include_router(auth.router)
+        return app
+    if service == "courses":
+        app = create_app(
+            service,
+            settings=settings,
+            redis_settings=redis_settings,
+            uses_database=True,
+            startup=[courses.start_consumer],
+        )
+        app.include_router(courses.router)
+        return app
+    app = create_app(
+        service,
+        settings=settings,
+        redis_settings=redis_settings,
+        uses_database=True,
+        startup=[enrollments.start_publisher],
+    )
+    app.include_router(enrollments.router)
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="courseredis-service", description="Serve one service of the course platform."
+    )
+    parser.add_argument("service", choices=SERVICE_NAMES)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args(argv)
+    try:
+        settings = ServiceSettings()
+        logs.configure(args.service, settings.log_level)
+        app = build(args.service, settings=settings)
+    except ValidationError as error:
+        print(f"error: bad settings for {args.service}:\n{error}", file=sys.stderr)
+        return 2
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

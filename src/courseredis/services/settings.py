@@ -1,0 +1,110 @@
+"""The services' settings, from the environment (one `BaseSettings` per concern)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from courseredis.patterns.ratelimit import Algorithm, Limit, Policy
+
+SERVICE_NAMES = ("gateway", "auth", "courses", "enrollments")
+
+
+class ServiceSettings(BaseSettings):
+    """What every service reads: the database, the JWT secret, logging and input limits."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///.local/courses.db"
+    # HS256 needs a key of at least 256 bits to mean anything.
+    jwt_secret: SecretStr = Field(min_length=32)
+    jwt_issuer: str = "course-platform"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_body_bytes: int = Field(default=16 * 1024, ge=256)
+    # How long an idle event consumer's pending messages wait before another takes them.
+    event_reclaim_idle_ms: int = Field(default=30_000, ge=100)
+
+
+class LimitSpec(BaseModel):
+    limit: int = Field(gt=0)
+    window_s: float = Field(gt=0, le=3600)
+
+
+class RoutePolicy(BaseModel):
+    """The limits of one route, per client IP and per user, decided in the same round trip."""
+
+    per_ip: list[LimitSpec] = Field(default_factory=list)
+    per_user: list[LimitSpec] = Field(default_factory=list)
+    algorithm: Algorithm = Algorithm.SLIDING_LOG
+    on_redis_error: Literal["open", "closed"] = "open"
+
+    def policy(self, specs: list[LimitSpec]) -> Policy | None:
+        if not specs:
+            return None
+        limits = tuple(Limit(s.limit, timedelta(seconds=s.window_s)) for s in specs)
+        return Policy(limits, self.algorithm, self.on_redis_error)
+
+
+def _limits(*pairs: tuple[int, float]) -> list[LimitSpec]:
+    return [LimitSpec(limit=n, window_s=w) for n, w in pairs]
+
+
+# The policy table: route name -> limits. Route names are the fixed table rate-limit keys
+# are built from; a request that matches no route never reaches a key.
+DEFAULT_RATE_LIMITS: dict[str, RoutePolicy] = {
+    # Password guessing: refuse (503) rather than admit when the limiter cannot decide.
+    "login": RoutePolicy(per_ip=_limits((10, 60), (100, 3600)), on_redis_error="closed"),
+    "refresh": RoutePolicy(per_ip=_limits((30, 60))),
+    "logout": RoutePolicy(per_user=_limits((30, 60))),
+    "courses.list": RoutePolicy(per_ip=_limits((300, 60)), per_user=_limits((120, 60))),
+    "courses.read": RoutePolicy(per_ip=_limits((600, 60)), per_user=_limits((300, 60))),
+    "courses.write": RoutePolicy(per_user=_limits((30, 60))),
+    "enrollments.create": RoutePolicy(
+        per_user=_limits((10, 1), (1000, 3600)), algorithm=Algorithm.GCRA
+    ),
+    "enrollments.list": RoutePolicy(per_user=_limits((120, 60))),
+}
+
+
+class GatewaySettings(BaseSettings):
+    """The gateway's upstreams, trusted proxies and rate-limit policy table."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    auth_url: str = "http://127.0.0.1:8001"
+    courses_url: str = "http://127.0.0.1:8002"
+    enrollments_url: str = "http://127.0.0.1:8003"
+    # X-Forwarded-For is believed only when the peer is one of these networks.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # JSON object route -> RoutePolicy; replaces the defaults of the routes it names.
+    rate_limits: Annotated[dict[str, RoutePolicy], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_RATE_LIMITS)
+    )
+    upstream_timeout_s: float = Field(default=10.0, gt=0)
+    upstream_max_connections: int = Field(default=200, ge=1)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad entry
+        return value
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _merge_limits(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value)
+        unknown = set(value) - set(DEFAULT_RATE_LIMITS)
+        if unknown:
+            raise ValueError(
+                f"unknown routes {sorted(unknown)}; known: {sorted(DEFAULT_RATE_LIMITS)}"
+            )
+        return {**DEFAULT_RATE_LIMITS, **value}

@@ -1,0 +1,79 @@
+"""The gateway: rate limits with their headers, routing, client IPs from trusted proxies."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from courseredis.services.gateway import client_ip, match_route, plan
+from courseredis.services.settings import GatewaySettings, LimitSpec, RoutePolicy
+from tests.services.conftest import redis_per_service
+from tests.services.flows import login
+from tests.services.platform import running_platform
+
+TIGHT_LOGIN = {"login": RoutePolicy(per_ip=[LimitSpec(limit=2, window_s=1.5)])}
+
+
+async def test_a_limited_route_answers_429_with_retry_after_and_then_admits_again(
+    stack, seeded_database, credentials
+):
+    username, password = credentials.students[3]
+    body = {"username": username, "password": password}
+    async with running_platform(
+        redis_per_service(stack), seeded_database[0], rate_limits=TIGHT_LOGIN
+    ) as platform:
+        first = await platform.gateway.post("/auth/login", json=body)
+        second = await platform.gateway.post("/auth/login", json=body)
+        refused = await platform.gateway.post("/auth/login", json=body)
+        assert [first.status_code, second.status_code, refused.status_code] == [200, 200, 429]
+        assert first.headers["RateLimit-Limit"] == "2"
+        assert first.headers["RateLimit-Remaining"] == "1"
+        assert refused.headers["RateLimit-Remaining"] == "0"
+        retry_after = int(refused.headers["Retry-After"])
+        assert 1 <= retry_after <= 2
+        await asyncio.sleep(retry_after)
+        assert (await platform.gateway.post("/auth/login", json=body)).status_code == 200
+
+
+async def test_unknown_routes_are_404_without_touching_redis(platform):
+    for method, path in [("GET", "/admin"), ("DELETE", "/auth/login"), ("GET", "/courses/1/x")]:
+        response = await platform.gateway.request(method, path)
+        assert response.status_code == 404
+
+
+async def test_requests_are_forwarded_with_the_upstream_answer(platform, credentials):
+    session = await login(platform.gateway, *credentials.students[4])
+    response = await platform.gateway.get("/courses?page=2&size=5", headers=session.headers)
+    assert response.status_code == 200
+    assert response.json()["page"] == 2
+    assert len(response.json()["items"]) == 5
+    assert "RateLimit-Remaining" in response.headers
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "trusted", "expected"),
+    [
+        ("198.51.100.1", "1.2.3.4", [], "198.51.100.1"),  # untrusted peer: header ignored
+        ("10.0.0.5", "1.2.3.4", ["10.0.0.0/8"], "1.2.3.4"),
+        ("10.0.0.5", "6.6.6.6, 1.2.3.4, 10.0.0.9", ["10.0.0.0/8"], "1.2.3.4"),
+        ("10.0.0.5", "garbage, 1.2.3.4", ["10.0.0.0/8"], "1.2.3.4"),
+        ("10.0.0.5", "1.2.3.4, garbage", ["10.0.0.0/8"], "10.0.0.5"),
+        ("10.0.0.5", None, ["10.0.0.0/8"], "10.0.0.5"),
+    ],
+)
+def test_the_client_ip_comes_from_trusted_proxies_only(peer, forwarded, trusted, expected):
+    assert client_ip(peer, forwarded, trusted) == expected
+
+
+def test_every_route_maps_to_a_fixed_rate_limit_name():
+    assert match_route("GET", "/courses/{x}").name == "courses.read"  # type: ignore[union-attr]
+    assert match_route("POST", "/courses/7/enrollments").name == "enrollments.create"  # type: ignore[union-attr]
+    settings = GatewaySettings()
+    checks = plan("courses.read", settings, "2001:db8::1", None)
+    assert [op.keys for op in checks.ops] == [("ratelimit:ip:2001:db8::1:courses.read",)]  # type: ignore[union-attr]
+
+
+def test_a_policy_table_naming_an_unknown_route_is_refused():
+    with pytest.raises(ValueError, match="unknown routes"):
+        GatewaySettings(rate_limits={"everything": RoutePolicy()})
