@@ -94,11 +94,33 @@ def test_announced_hostname_becomes_the_preferred_endpoint(tmp_path: Path) -> No
     conf = directives(render(PROD, tmp_path, announce_hostname="redis-0.redis.prod.svc"))
     assert conf["cluster-announce-hostname"] == ["redis-0.redis.prod.svc"]
     assert conf["cluster-preferred-endpoint-type"] == ["hostname"]
+    assert "cluster-announce-ip" not in conf
+
+
+def test_the_local_stack_announces_a_hostname_and_its_ip_but_sends_clients_ips(
+    tmp_path: Path,
+) -> None:
+    conf = directives(
+        render(
+            PROD,
+            tmp_path,
+            announce_hostname="node-0.courseredis.local",
+            announce_ip="127.0.0.9",
+            preferred_endpoint="ip",
+        )
+    )
+    assert conf["cluster-announce-hostname"] == ["node-0.courseredis.local"]
+    assert conf["cluster-announce-ip"] == ["127.0.0.9"]
+    assert conf["cluster-preferred-endpoint-type"] == ["ip"]
 
 
 def test_cluster_only_options_are_refused_in_standalone(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cluster mode"):
         render(DEV, tmp_path, cluster_port=17001)
+    with pytest.raises(ValueError, match="cluster mode"):
+        render(DEV, tmp_path, announce_ip="127.0.0.1")
+    with pytest.raises(ValueError, match="preferred_endpoint"):
+        render(PROD, tmp_path, announce_hostname="a", preferred_endpoint="fqdn")
     with pytest.raises(ValueError, match="go together"):
         render(PROD, tmp_path, replication_user="admin")
 
@@ -159,6 +181,8 @@ def prod_node(tmp_path: Path) -> Iterator[tuple[redis.Redis, Path]]:
         bind="127.0.0.1",
         data_dir=directory,
         acl_file=directory / "users.acl",
+        announce_hostname="redis-0.redis.prod.svc",
+        announce_ip="127.0.0.1",
         pidfile=None,
         logfile=directory / "redis.log",
         daemonize=False,
@@ -194,6 +218,10 @@ def test_redis_server_runs_the_rendered_config(prod_node: tuple[redis.Redis, Pat
     assert settings["cluster-enabled"] == "yes"
     assert settings["dir"] == str(directory)
     assert settings["maxmemory"] == str(1024**3)
+    # Redis 7.0 takes both: the announced name and which endpoint clients are sent.
+    assert settings["cluster-announce-hostname"] == "redis-0.redis.prod.svc"
+    assert settings["cluster-announce-ip"] == "127.0.0.1"
+    assert settings["cluster-preferred-endpoint-type"] == "hostname"
 
 
 def connect(port: int, username: str | None = None, password: str | None = None) -> redis.Redis:

@@ -1,10 +1,12 @@
 """Redis ACL users generated from the key schema: one per service, plus the admin.
 
-A service may touch only the key prefixes of the patterns it writes or reads, and run only
-the commands those patterns use (`KeyPattern.write_commands` / `read_commands`), plus what
-every client needs to connect, find cluster slots and run the patterns' Lua. Everything
-dangerous (`FLUSHALL`, `KEYS`, `CONFIG`, `DEBUG`, ...) is denied because it is never
-granted: the rules start from `-@all`.
+A service's root permissions hold only what every client needs to connect, find cluster
+slots and load Lua, on no key. Each pattern it uses adds one Redis 7 selector binding that
+pattern's commands to that pattern's keys: read-write for the patterns it writes, read-only
+(`%R~`) for those it only reads. So the gateway can check a revocation but not delete one,
+and no service can run another pattern's commands on its keys. Everything dangerous
+(`FLUSHALL`, `KEYS`, `CONFIG`, `DEBUG`, ...) is denied because it is never granted: the
+rules start from `-@all`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ BASE_COMMANDS = (
     "+auth",
     "+ping",
     "+client|setname",
-    "+client|setinfo",
+    # Not `+client|setinfo`: Redis 7.0 has no such subcommand, and an ACL file naming an
+    # unknown command is refused whole. redis-py ignores the error CLIENT SETINFO gets.
     "+client|id",
     "+readonly",
     "+cluster|slots",
@@ -41,26 +44,33 @@ BASE_COMMANDS = (
 
 def key_prefixes(service: str) -> tuple[str, ...]:
     """The key globs a service may touch, from the patterns it writes or reads."""
-    globs: list[str] = []
-    for pattern in keys.PATTERNS:
-        if service not in pattern.writers + pattern.readers:
-            continue
-        if pattern is keys.IDEMPOTENCY:
-            # Each consumer's claims are its own: a service may not mark another's events.
-            globs.append(f"idem:{service}:*")
-        else:
-            globs.append(pattern.prefix + "*")
-    return tuple(dict.fromkeys(globs))
+    used = [p for p in keys.PATTERNS if service in p.writers + p.readers]
+    return tuple(dict.fromkeys(_glob(service, p) for p in used))
+
+
+def _glob(service: str, pattern: keys.KeyPattern) -> str:
+    # Each consumer's claims are its own: a service may not mark another's events.
+    return f"idem:{service}:*" if pattern is keys.IDEMPOTENCY else pattern.prefix + "*"
 
 
 def commands(service: str) -> tuple[str, ...]:
-    granted: list[str] = ["-@all", *BASE_COMMANDS]
+    """The root rules: no keys, only what every client sends."""
+    return ("-@all", *BASE_COMMANDS)
+
+
+def selectors(service: str) -> tuple[tuple[str, ...], ...]:
+    """One selector per pattern the service uses: its commands on its keys only."""
+    out: list[tuple[str, ...]] = []
     for pattern in keys.PATTERNS:
         if service in pattern.writers:
-            granted += [f"+{c}" for c in pattern.write_commands + pattern.read_commands]
+            cmds = pattern.write_commands + pattern.read_commands
+            # Scripts name their keys, so EVALSHA is checked against the keys too.
+            out.append(
+                (f"~{_glob(service, pattern)}", "+evalsha", "+eval", *(f"+{c}" for c in cmds))
+            )
         elif service in pattern.readers:
-            granted += [f"+{c}" for c in pattern.read_commands]
-    return tuple(dict.fromkeys(granted))
+            out.append((f"%R~{_glob(service, pattern)}", *(f"+{c}" for c in pattern.read_commands)))
+    return tuple(out)
 
 
 def service_user(service: str, password: str) -> AclUser:
@@ -69,8 +79,9 @@ def service_user(service: str, password: str) -> AclUser:
     return AclUser(
         name=service,
         password=password,
-        key_patterns=key_prefixes(service),
+        key_patterns=(),
         commands=commands(service),
+        selectors=selectors(service),
     )
 
 

@@ -313,10 +313,11 @@ def cluster_health(
     """Whether the cluster the nodes form is fully usable, and if not, every reason why.
 
     Healthy means: every node answers and reports `cluster_state:ok` with all 16384 slots
-    assigned and served, knows every other given node, sees no failing or half-met node and
-    no slot migration in progress, and all agree on who owns which slots; every master owning
-    slots has at least `replicas_per_master` replicas whose replication link is up; and no
-    given node is an idle master (no slots, replicating nothing).
+    assigned and served, knows every other given node, has a cluster bus link to every node
+    it knows, sees no failing or half-met node and no slot migration in progress, and all
+    agree on who owns which slots; every master owning slots has at least
+    `replicas_per_master` replicas whose replication link is up; and no given node is an
+    idle master (no slots, replicating nothing).
     """
     with _connections(nodes, username, password) as clients:
         return _assess(clients, replicas_per_master)
@@ -384,6 +385,11 @@ def _node_problems(addr: str, state: _NodeState, addr_of: Mapping[str, str]) -> 
             problems.append(f"{addr} sees {label} ({node.node_id[:8]}) as failing")
         if "handshake" in node.flags:
             problems.append(f"{addr} is still in handshake with {node.addr}")
+        elif not node.myself and node.link_state != "connected":
+            # Right after a restart, nodes that cannot reach each other report
+            # `cluster_state:ok` until failure detection catches up (cluster-node-timeout):
+            # a missing bus link tells earlier.
+            problems.append(f"{addr} has no cluster bus link to {label} ({node.node_id[:8]})")
         if node.open_slots:
             problems.append(f"{addr} sees slots migrating on {label}: {node.open_slots}")
     if state.me.is_replica and state.replication.get("master_link_status") != "up":

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from courseredis.environments import RedisTopology
 
@@ -49,6 +50,9 @@ class AclUser:
     key_patterns: tuple[str, ...]
     commands: tuple[str, ...]
     channel_patterns: tuple[str, ...] = ()
+    # Redis 7 selectors, each `(<rules>)`: commands allowed only on the keys named with them,
+    # so a user may write one prefix and only read another.
+    selectors: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         if not _ACL_NAME.match(self.name):
@@ -58,7 +62,13 @@ class AclUser:
                 f"password of ACL user {self.name!r} must be printable ASCII without "
                 "spaces or quotes"
             )
-        for pattern in (*self.key_patterns, *self.channel_patterns, *self.commands):
+        selector_rules = [rule for selector in self.selectors for rule in selector]
+        for pattern in (
+            *self.key_patterns,
+            *self.channel_patterns,
+            *self.commands,
+            *selector_rules,
+        ):
             if not pattern or any(c.isspace() for c in pattern):
                 raise ValueError(f"ACL rule {pattern!r} of {self.name!r} is empty or has spaces")
         for rule in self.commands:
@@ -71,8 +81,18 @@ class AclUser:
         # Redis 7 already defaults to no channels, but saying it keeps the file independent of
         # `acl-pubsub-default`.
         channels = [f"&{pattern}" for pattern in self.channel_patterns] or ["resetchannels"]
+        selectors = [f"({' '.join(selector)})" for selector in self.selectors]
         return " ".join(
-            ["user", self.name, "on", f">{self.password}", *keys, *channels, *self.commands]
+            [
+                "user",
+                self.name,
+                "on",
+                f">{self.password}",
+                *keys,
+                *channels,
+                *self.commands,
+                *selectors,
+            ]
         )
 
 
@@ -113,6 +133,8 @@ def render_redis_conf(
     data_dir: Path,
     acl_file: Path,
     announce_hostname: str | None = None,
+    announce_ip: str | None = None,
+    preferred_endpoint: Literal["hostname", "ip"] = "hostname",
     pidfile: Path | None,
     logfile: Path | None,
     daemonize: bool,
@@ -124,15 +146,26 @@ def render_redis_conf(
     `cluster_port` sets the cluster bus port (Redis >= 7) so it need not be `port + 10000`;
     it is only valid in cluster mode. `announce_hostname` is the stable name the node gives
     its peers and clients in cluster mode (a StatefulSet pod's DNS name), so the cluster
-    survives pods coming back with new IPs. `replication_user`/`replication_password` are the
+    survives pods coming back with new IPs; `preferred_endpoint` says whether redirections
+    and `CLUSTER SLOTS` then name that host (the default, for Kubernetes) or the IP (the
+    local stack, whose names resolve nowhere). `announce_ip` is the address the node gives
+    its peers instead of the one they see it connect from: set it to the node's current
+    address so that, after a restart on a new address, the node corrects what its peers
+    recorded. `replication_user`/`replication_password` are the
     ACL account a replica authenticates to its master with; set them on every cluster node,
     since any master may become a replica after a failover.
     """
     if not 0 < port < 65536:
         raise ValueError(f"port {port} out of range")
     clustered = topology.mode == "cluster"
-    if not clustered and (cluster_port is not None or announce_hostname is not None):
-        raise ValueError("cluster_port and announce_hostname only apply to cluster mode")
+    if not clustered and (
+        cluster_port is not None or announce_hostname is not None or announce_ip is not None
+    ):
+        raise ValueError(
+            "cluster_port, announce_hostname and announce_ip only apply to cluster mode"
+        )
+    if preferred_endpoint not in ("hostname", "ip"):
+        raise ValueError(f"preferred_endpoint is hostname or ip, not {preferred_endpoint!r}")
     if (replication_user is None) != (replication_password is None):
         raise ValueError("replication_user and replication_password go together")
 
@@ -179,12 +212,16 @@ def render_redis_conf(
         ]
         if cluster_port is not None:
             conf.append(("cluster-port", str(cluster_port)))
+        if announce_ip is not None:
+            conf.append(("cluster-announce-ip", announce_ip))
         if announce_hostname is not None:
             conf += [
+                # Recorded by every peer in its nodes.conf (`ip:port@cport,hostname`): what
+                # `cluster_repair` resolves to fix the peers' addresses after a restart.
                 ("cluster-announce-hostname", announce_hostname),
-                # Redirections (MOVED/ASK) and CLUSTER SHARDS then name the stable host,
-                # not an IP that dies with the pod.
-                ("cluster-preferred-endpoint-type", "hostname"),
+                # With `hostname`, redirections (MOVED/ASK) and CLUSTER SLOTS/SHARDS name the
+                # stable host, not an IP that dies with the pod.
+                ("cluster-preferred-endpoint-type", preferred_endpoint),
             ]
 
     return "".join(f"{key} {value}\n" for key, value in conf)

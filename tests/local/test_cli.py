@@ -92,7 +92,11 @@ def test_up_dev_records_the_stack(dev_root: Path) -> None:
     assert document["env"] == "dev"
     datetime.fromisoformat(document["started_at"])
     part = document["redis"]
-    assert set(part) == {"mode", "nodes", "username", "password", "data_dir", "pids"}
+    assert set(part) == {"mode", "nodes", "username", "password", "users", "data_dir", "pids"}
+    assert set(part["users"]) == {"gateway", "auth", "courses", "enrollments"}
+    for service, user in part["users"].items():
+        assert user["username"] == service
+        assert len(user["password"]) >= 24
     assert part["mode"] == "standalone"
     assert len(part["nodes"]) == len(part["pids"]) == 1
     assert part["nodes"][0].startswith("127.0.0.1:")

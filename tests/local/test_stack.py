@@ -10,7 +10,14 @@ import pytest
 import redis
 
 from courseredis.environments import load_environment
-from courseredis.local import LocalStack, LocalStackError, running_stack, start_stack, stop_stack
+from courseredis.local import (
+    LocalStack,
+    LocalStackError,
+    restart_stack,
+    running_stack,
+    start_stack,
+    stop_stack,
+)
 from courseredis.local import nodes as local_nodes
 from courseredis.local.ports import free_ports
 from courseredis.local.processes import is_our_redis
@@ -35,11 +42,61 @@ def test_running_stack_starts_and_always_stops(tmp_path: Path) -> None:
             "nodes": stack.nodes,
             "username": "admin",
             "password": stack.password,
+            "users": {
+                service: {"username": service, "password": stack.users[service]}
+                for service in ("gateway", "auth", "courses", "enrollments")
+            },
             "data_dir": str(tmp_path.resolve()),
             "pids": stack.pids,
         }
         assert LocalStack.from_json(stack.to_json()) == stack
+        # A stack.json written before the service users existed still reads.
+        older = {k: v for k, v in stack.to_json().items() if k != "users"}
+        assert LocalStack.from_json(older).users == {}
     assert not any(is_our_redis(pid) for pid in stack.pids)
+
+
+def test_restart_moves_a_standalone_node_and_keeps_its_data(tmp_path: Path) -> None:
+    stack = start_stack(DEV, tmp_path, env="dev")
+    try:
+        with redis.Redis(port=stack.ports[0], username="admin", password=stack.password) as r:
+            r.set("kept", "yes")
+        moved = restart_stack(stack, DEV, hosts=["127.0.0.7"])
+        assert moved.nodes == [f"127.0.0.7:{stack.ports[0]}"]
+        assert moved.users == stack.users
+        assert not is_our_redis(stack.pids[0])
+        with redis.Redis(
+            host="127.0.0.7",
+            port=moved.ports[0],
+            username="gateway",
+            password=moved.users["gateway"],
+        ) as r:
+            assert r.ping()
+        with redis.Redis(
+            host="127.0.0.7", port=moved.ports[0], username="admin", password=moved.password
+        ) as r:
+            assert r.get("kept") == b"yes"  # SHUTDOWN SAVE, even without persistence
+    finally:
+        stop_stack(stack)
+        stop_stack(moved)
+
+
+def test_restart_refuses_a_wrong_host_list(tmp_path: Path) -> None:
+    stack = LocalStack.from_json(
+        {
+            "env": "dev",
+            "mode": "standalone",
+            "nodes": ["127.0.0.1:1"],
+            "pids": [1],
+            "data_dir": str(tmp_path),
+            "username": "admin",
+            "password": "x",
+        }
+    )
+    with pytest.raises(LocalStackError, match="1 nodes need as many hosts"):
+        restart_stack(stack, DEV, hosts=["127.0.0.2", "127.0.0.3"])
+    with pytest.raises(LocalStackError, match="not an IP address"):
+        restart_stack(stack, DEV, hosts=["node-0"])
 
 
 def test_stop_stack_kills_a_node_that_ignores_shutdown(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@
 describes (a 3x2 cluster) and the test fixtures start theirs through `start_stack` or
 `running_stack`. Nodes take free ports, so several stacks and test sessions can run side by
 side; they are daemonized, so a stack outlives the command that started it, and they are
-stopped only by the PIDs recorded when they started.
+stopped only by the PIDs recorded when they started. `restart_stack` stops every node and
+starts it again on another loopback address, as Kubernetes does when all pods are rescheduled.
 """
 
 from courseredis.local.nodes import ADMIN_USER
@@ -12,6 +13,7 @@ from courseredis.local.processes import LocalStackError, RedisServerMissingError
 from courseredis.local.stack import (
     LocalStack,
     check_stack,
+    restart_stack,
     running_stack,
     start_nodes,
     start_stack,
@@ -24,6 +26,7 @@ __all__ = [
     "LocalStackError",
     "RedisServerMissingError",
     "check_stack",
+    "restart_stack",
     "running_stack",
     "start_nodes",
     "start_stack",

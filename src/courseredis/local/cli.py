@@ -128,6 +128,8 @@ def _describe(stack: LocalStack, root: Path) -> None:
     print(f"env: {stack.env} ({stack.mode}, {len(stack.nodes)} node(s))")
     print(f"nodes: {' '.join(stack.nodes)}")
     print(f"user: {stack.username} (password: redis.password in {state_path(root)})")
+    if stack.users:
+        print(f"service users: {', '.join(stack.users)} (passwords: redis.users in stack.json)")
     cluster_flag = " -c" if stack.mode == "cluster" else ""
     print(
         f"connect: redis-cli{cluster_flag} -p {stack.ports[0]} --user {stack.username} --pass ..."

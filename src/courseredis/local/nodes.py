@@ -2,8 +2,13 @@
 
 Every node gets its own directory (`<data_dir>/node-<i>/`: redis.conf, users.acl, pidfile,
 log, data, nodes.conf), a fresh pair of free ports (client and cluster bus), and the same
-ACL: `default` off and an admin account, which cluster nodes also use to authenticate to
-their master once they are replicas.
+ACL: `default` off, an admin account (which cluster nodes also use to authenticate to
+their master once they are replicas) and whatever other users the caller gives.
+
+Cluster nodes announce a stable name, `node-<i>.courseredis.local` (like a StatefulSet
+pod's DNS name), and their current address (`cluster-announce-ip`). Clients are sent IPs
+(`cluster-preferred-endpoint-type ip`): no DNS knows the names; only the restart maps them
+to the nodes' new loopback addresses, to repair their nodes.conf (`relaunch_nodes`).
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -38,10 +45,12 @@ from courseredis.local.processes import (
     terminate,
     wait_gone,
 )
-from courseredis.redis_config import admin_user, render_acl_file, render_redis_conf
+from courseredis.redis_config import AclUser, admin_user, render_acl_file, render_redis_conf
 
 HOST = "127.0.0.1"
 ADMIN_USER = "admin"
+# The names the local cluster nodes announce; only the restart ever resolves them.
+LOCAL_DOMAIN = "courseredis.local"
 _START_TIMEOUT_S = 15.0
 _BIND_ATTEMPTS = 5
 _SHUTDOWN_WAIT_S = 5.0
@@ -57,12 +66,17 @@ class NodeProcess:
     directory: Path
     port: int
     cluster_port: int | None
+    host: str = HOST
     pid: int | None = None
     attempts: int = 0
 
     @property
     def addr(self) -> str:
-        return f"{HOST}:{self.port}"
+        return f"{self.host}:{self.port}"
+
+    @property
+    def hostname(self) -> str:
+        return node_hostname(self.index)
 
     @property
     def running_pid(self) -> int:
@@ -86,6 +100,23 @@ class NodeProcess:
     def startup_err(self) -> Path:
         return self.directory / "startup.err"
 
+    @property
+    def acl_file(self) -> Path:
+        return self.directory / "users.acl"
+
+    @property
+    def nodes_conf(self) -> Path:
+        return self.directory / "nodes.conf"
+
+
+def node_hostname(index: int) -> str:
+    """The stable name node `index` of a local cluster announces to its peers."""
+    return f"node-{index}.{LOCAL_DOMAIN}"
+
+
+def node_directory(data_dir: Path, index: int) -> Path:
+    return data_dir / f"node-{index}"
+
 
 def node_client(addr: str, username: str | None, password: str | None) -> redis.Redis:
     """A client for one node, with short timeouts and no retries: callers poll themselves."""
@@ -103,59 +134,106 @@ def node_client(addr: str, username: str | None, password: str | None) -> redis.
 
 
 def launch_nodes(
-    topology: RedisTopology, data_dir: Path, *, count: int, password: str, binary: str
+    topology: RedisTopology,
+    data_dir: Path,
+    *,
+    count: int,
+    password: str,
+    binary: str,
+    users: Mapping[str, AclUser] | None = None,
 ) -> list[NodeProcess]:
     """Start `count` nodes of `topology` at once and wait until each answers PING as admin.
 
-    A node that loses its port to another process between `free_ports` and its bind is
-    relaunched on new ports. On any failure, every node already started is killed by PID
-    before the error propagates, so a failed start leaves no process behind.
+    `users` are the ACL users besides the admin (whose password is `password`); a user
+    named like the admin replaces it. A node that loses its port to another process between
+    `free_ports` and its bind is relaunched on new ports. On any failure, every node already
+    started is killed by PID before the error propagates, so a failed start leaves no
+    process behind.
     """
     clustered = topology.mode == "cluster"
+    acl = render_acl_file({ADMIN_USER: admin_user(password, ADMIN_USER), **(users or {})})
     _clear_leftovers(data_dir)
     ports = iter(free_ports(count * (2 if clustered else 1)))
     nodes = [
         NodeProcess(
             index=i,
-            directory=data_dir / f"node-{i}",
+            directory=node_directory(data_dir, i),
             port=next(ports),
             cluster_port=next(ports) if clustered else None,
         )
         for i in range(count)
     ]
-    try:
+    with _killed_on_failure(nodes):
         pending = nodes
         while pending:
             for node in pending:
-                _write_files(node, topology, password)
+                if node.directory.exists():
+                    shutil.rmtree(node.directory)
+                node.directory.mkdir(parents=True, mode=0o700)
+                _write_private(node.acl_file, acl)
+                _write_conf(node, topology, password)
             _launch(binary, pending)
             pending = _await_ready(pending, password)
             for node in pending:
                 fresh = free_ports(2 if clustered else 1)
                 node.pid = None
                 node.port, node.cluster_port = fresh[0], (fresh[1] if clustered else None)
-    except BaseException:
-        # Nothing to shut down politely. No port check: a node that has just written its
-        # pidfile may not have retitled its process with its port yet.
-        started = [read_pid(n.pidfile) for n in nodes]
-        terminate([(pid, None) for pid in started if pid is not None], grace_s=2.0)
-        raise
     return nodes
 
 
-def shutdown_nodes(nodes: list[str], username: str | None, password: str | None) -> list[bool]:
-    """Send `SHUTDOWN NOSAVE NOW FORCE` to every node at once; say which ones accepted it.
+def relaunch_nodes(
+    topology: RedisTopology,
+    nodes: Sequence[NodeProcess],
+    *,
+    password: str,
+    binary: str,
+    prepare: Callable[[NodeProcess], None] | None = None,
+) -> list[NodeProcess]:
+    """Start stopped nodes again from their directories, each at its (new) `host`.
 
-    The stack is disposable: nothing to save and no lagging replica to wait for (`NOW`),
-    and `FORCE` exits even if, say, the AOF cannot be written. A node that refused (wrong
-    credentials in a hand-edited stack.json, say) is worth no wait: it goes straight to
-    the signals of `stop_pids`.
+    Everything in a node's directory is kept (ACL file, data, nodes.conf) but its redis.conf,
+    which is rendered again for the node's host; `prepare(node)` then runs before the node
+    starts (the restart repairs nodes.conf there). The ports stay those of the nodes: the
+    peers recorded them. A node that cannot bind its address is an error, not a retry on
+    other ports. On any failure every node already started is killed by PID.
     """
+    nodes = list(nodes)
+    for node in nodes:
+        if not node.directory.is_dir():
+            raise LocalStackError(f"{node.directory} does not exist: nothing to restart")
+        pid = read_pid(node.pidfile)
+        if pid is not None and is_our_redis(pid):
+            raise LocalStackError(f"{node.directory} still runs (pid {pid}); stop it first")
+        node.pid = None
+    with _killed_on_failure(nodes):
+        for node in nodes:
+            node.pidfile.unlink(missing_ok=True)
+            _write_conf(node, topology, password)
+            if prepare is not None:
+                prepare(node)
+        _launch(binary, nodes)
+        _await_ready(nodes, password, rebind=False)
+    return nodes
+
+
+def shutdown_nodes(
+    nodes: list[str], username: str | None, password: str | None, *, save: bool = False
+) -> list[bool]:
+    """Send `SHUTDOWN` to every node at once; say which ones accepted it.
+
+    By default `SHUTDOWN NOSAVE NOW FORCE`: the stack is disposable, nothing to save and no
+    lagging replica to wait for (`NOW`), and `FORCE` exits even if, say, the AOF cannot be
+    written. With `save` (a restart), `SHUTDOWN SAVE NOW`: the node writes an RDB snapshot
+    and flushes its AOF (and keeps its nodes.conf, as always), and refuses to exit if it
+    cannot. A node that refused (wrong credentials in a hand-edited stack.json, say) is worth
+    no wait: it goes straight to the signals of `stop_pids` (SIGTERM saves too).
+    """
+    command = ("SHUTDOWN", "SAVE", "NOW") if save else ("SHUTDOWN", "NOSAVE", "NOW", "FORCE")
 
     def shutdown(node: str) -> bool:
         try:
             with node_client(node, username, password) as client:
-                client.execute_command("SHUTDOWN", "NOSAVE", "NOW", "FORCE")
+                client.execute_command(*command)
         except (AuthenticationError, ResponseError):
             return False
         except RedisError:
@@ -192,20 +270,30 @@ def _clear_leftovers(data_dir: Path) -> None:
         shutil.rmtree(directory)
 
 
-def _write_files(node: NodeProcess, topology: RedisTopology, password: str) -> None:
-    if node.directory.exists():
-        shutil.rmtree(node.directory)
-    node.directory.mkdir(parents=True, mode=0o700)
-    acl_file = node.directory / "users.acl"
-    _write_private(acl_file, render_acl_file({ADMIN_USER: admin_user(password, ADMIN_USER)}))
+@contextmanager
+def _killed_on_failure(nodes: Sequence[NodeProcess]) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        # Nothing to shut down politely. No port check: a node that has just written its
+        # pidfile may not have retitled its process with its port yet.
+        started = [read_pid(n.pidfile) for n in nodes]
+        terminate([(pid, None) for pid in started if pid is not None], grace_s=2.0)
+        raise
+
+
+def _write_conf(node: NodeProcess, topology: RedisTopology, password: str) -> None:
     clustered = topology.mode == "cluster"
     conf = render_redis_conf(
         topology,
         port=node.port,
         cluster_port=node.cluster_port,
-        bind=HOST,
+        bind=node.host,
         data_dir=node.directory,
-        acl_file=acl_file,
+        acl_file=node.acl_file,
+        announce_ip=node.host if clustered else None,
+        announce_hostname=node.hostname if clustered else None,
+        preferred_endpoint="ip",
         pidfile=node.pidfile,
         logfile=node.logfile,
         daemonize=True,
@@ -216,7 +304,7 @@ def _write_files(node: NodeProcess, topology: RedisTopology, password: str) -> N
 
 
 def _write_private(path: Path, text: str) -> None:
-    # Both files hold the admin password: create them unreadable to others from the start.
+    # Both files hold passwords: create them unreadable to others from the start.
     path.touch(mode=0o600)
     path.write_text(text)
 
@@ -247,15 +335,17 @@ def _launch(binary: str, nodes: list[NodeProcess]) -> None:
             )
 
 
-def _await_ready(nodes: list[NodeProcess], password: str) -> list[NodeProcess]:
+def _await_ready(
+    nodes: list[NodeProcess], password: str, *, rebind: bool = True
+) -> list[NodeProcess]:
     """Wait until every node answers PING as admin; return the nodes that lost a port race.
 
-    Any other failure, or a node still silent after the start timeout, raises with the end
-    of the node's log.
+    Any other failure (a lost port race too, without `rebind`), or a node still silent
+    after the start timeout, raises with the end of the node's log.
     """
     end = time.monotonic() + _START_TIMEOUT_S
     waiting = list(nodes)
-    rebind: list[NodeProcess] = []
+    lost: list[NodeProcess] = []
     while waiting:
         for node in list(waiting):
             state = _probe(node, password)
@@ -264,9 +354,9 @@ def _await_ready(nodes: list[NodeProcess], password: str) -> list[NodeProcess]:
             waiting.remove(node)
             if state == "dead":
                 log = tail(node.logfile)
-                if _BIND_FAILURE not in log or node.attempts >= _BIND_ATTEMPTS:
+                if not rebind or _BIND_FAILURE not in log or node.attempts >= _BIND_ATTEMPTS:
                     raise LocalStackError(f"node {node.addr} did not start; its log ends:\n{log}")
-                rebind.append(node)
+                lost.append(node)
         if not waiting:
             break
         if time.monotonic() >= end:
@@ -276,7 +366,7 @@ def _await_ready(nodes: list[NodeProcess], password: str) -> list[NodeProcess]:
                 + tail(node.logfile)
             )
         time.sleep(_POLL_S)
-    return rebind
+    return lost
 
 
 def _probe(node: NodeProcess, password: str) -> Literal["ready", "starting", "dead"]:

@@ -1,33 +1,56 @@
-"""Start and stop a stack of `redis-server` nodes on loopback for one environment's topology.
+"""Start, stop and restart a stack of `redis-server` nodes on loopback for one topology.
 
 A stack is the nodes of a `RedisTopology` (one standalone node, or a cluster formed by
-`bootstrap_cluster`, the same code the Kubernetes Job runs), all reached through one
-`admin` ACL account with a random password. `LocalStack` is what callers keep: the
-addresses, the credentials and the PIDs that stop it.
+`bootstrap_cluster`, the same code the Kubernetes Job runs), reached through an `admin` ACL
+account and one ACL user per service (`courseredis.acl`, as in prod), all with random
+passwords. `LocalStack` is what callers keep: the addresses, the credentials and the PIDs
+that stop it.
+
+`restart_stack` stops every node keeping its data and nodes.conf, and starts them again on
+other loopback addresses, as a Kubernetes cluster does when all the pods are rescheduled:
+the nodes' nodes.conf are repaired by `cluster_repair` (the code of the chart's init
+container) from the names the nodes announce, and the cluster comes back by itself.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import random
 import secrets
 import shutil
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
 from redis.exceptions import RedisError
 
-from courseredis.cluster_bootstrap import BootstrapError, bootstrap_cluster, cluster_health
+from courseredis import acl, keys
+from courseredis.cluster_bootstrap import (
+    BootstrapError,
+    ClusterHealth,
+    bootstrap_cluster,
+    cluster_health,
+    split_addr,
+)
+from courseredis.cluster_repair import RepairError, map_resolver, repair_nodes_conf
 from courseredis.environments import Mode, RedisTopology
 from courseredis.local.nodes import (
     ADMIN_USER,
+    NodeProcess,
     launch_nodes,
     node_client,
+    node_directory,
+    node_hostname,
+    relaunch_nodes,
     shutdown_nodes,
     stop_pids,
 )
 from courseredis.local.processes import LocalStackError, is_our_redis, redis_server_binary
+
+_POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -37,19 +60,28 @@ class LocalStack:
     env: str
     mode: Mode
     nodes: list[str]  # "127.0.0.1:<port>", in start order: masters-to-be first
-    username: str | None
+    username: str | None  # the admin account
     password: str | None
     pids: list[int]  # pids[i] serves nodes[i]
     data_dir: Path
+    users: dict[str, str] = field(default_factory=dict)  # service -> its ACL user's password
 
     def to_json(self) -> dict[str, Any]:
-        """The `redis` part of stack.json, plus `env`."""
+        """The `redis` part of stack.json, plus `env`.
+
+        `users` maps each service to its ACL user's credentials (the user is named after
+        the service): `{"gateway": {"username": "gateway", "password": "..."}, ...}`.
+        """
         return {
             "env": self.env,
             "mode": self.mode,
             "nodes": list(self.nodes),
             "username": self.username,
             "password": self.password,
+            "users": {
+                service: {"username": service, "password": password}
+                for service, password in self.users.items()
+            },
             "data_dir": str(self.data_dir),
             "pids": list(self.pids),
         }
@@ -66,6 +98,10 @@ class LocalStack:
                 password=data.get("password"),
                 pids=[int(p) for p in data["pids"]],
                 data_dir=Path(data["data_dir"]),
+                users={
+                    str(service): str(user["password"])
+                    for service, user in (data.get("users") or {}).items()
+                },
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise LocalStackError(f"stack description is not valid: {exc!r}") from exc
@@ -73,6 +109,15 @@ class LocalStack:
     @property
     def ports(self) -> list[int]:
         return [int(node.rsplit(":", 1)[1]) for node in self.nodes]
+
+    @property
+    def hosts(self) -> list[str]:
+        return [split_addr(node)[0] for node in self.nodes]
+
+    @property
+    def hostnames(self) -> list[str]:
+        """The stable names the nodes announce to their peers (cluster mode)."""
+        return [node_hostname(i) for i in range(len(self.nodes))]
 
 
 def start_stack(
@@ -126,12 +171,15 @@ def start_nodes(
     binary = redis_server_binary(redis_server)
     data_dir = data_dir.resolve()
     password = secrets.token_urlsafe(24)
+    service_passwords = {service: secrets.token_urlsafe(24) for service in keys.SERVICES}
+    users = acl.all_users(password, service_passwords)
     nodes = launch_nodes(
         topology,
         data_dir,
         count=topology.node_count if count is None else count,
         password=password,
         binary=binary,
+        users={name: user for name, user in users.items() if name != ADMIN_USER},
     )
     return LocalStack(
         env=env,
@@ -141,21 +189,124 @@ def start_nodes(
         password=password,
         pids=[n.running_pid for n in nodes],
         data_dir=data_dir,
+        users=service_passwords,
     )
 
 
-def stop_stack(stack: LocalStack, *, remove_data: bool = False) -> None:
+def stop_stack(stack: LocalStack, *, remove_data: bool = False, save: bool = False) -> None:
     """Stop every node of `stack` by PID and wait until each has exited.
 
     Each node first gets `SHUTDOWN NOSAVE NOW FORCE` through the admin account (the stack
-    is disposable: nothing to save, no replica to wait for); a node that does not exit in
-    a few seconds gets SIGTERM, then SIGKILL, each only after checking the PID still is
-    that node's `redis-server`.
+    is disposable: nothing to save, no replica to wait for), or `SHUTDOWN SAVE NOW` with
+    `save`; a node that does not exit in a few seconds gets SIGTERM, then SIGKILL, each
+    only after checking the PID still is that node's `redis-server`.
     """
-    accepted = shutdown_nodes(stack.nodes, stack.username, stack.password)
+    accepted = shutdown_nodes(stack.nodes, stack.username, stack.password, save=save)
     stop_pids(list(zip(stack.pids, stack.ports, strict=True)), expect_exit=accepted)
     if remove_data:
         shutil.rmtree(stack.data_dir, ignore_errors=True)
+
+
+def restart_stack(
+    stack: LocalStack,
+    topology: RedisTopology,
+    *,
+    hosts: Sequence[str] | None = None,
+    redis_server: str = "redis-server",
+    timeout_s: float = 30.0,
+) -> LocalStack:
+    """Stop every node of `stack` keeping its data, and start it again at a new address.
+
+    Node `i` comes back at `hosts[i]` on its old ports (default: a distinct random
+    127.0.0.x for each node, none of them a current address; Linux routes all of
+    127.0.0.0/8 to the loopback interface). Each node is stopped with `SHUTDOWN SAVE`, so its
+    AOF/RDB and nodes.conf are on disk. In cluster mode, every nodes.conf is repaired
+    before its node starts (`repair_nodes_conf`, resolving the names the nodes announce to
+    their new addresses), and the call returns once the cluster is healthy again, without
+    any of the bootstrap's forming steps: the nodes find each other and their slots from
+    their own files. Returns the stack at its new addresses and PIDs; on failure the
+    restarted nodes are stopped (their data stays) and `LocalStackError` says why.
+    """
+    binary = redis_server_binary(redis_server)
+    new_hosts = list(hosts) if hosts is not None else _other_loopback_hosts(stack)
+    if len(new_hosts) != len(stack.nodes):
+        raise LocalStackError(f"{len(stack.nodes)} nodes need as many hosts, got {new_hosts}")
+    for host in new_hosts:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise LocalStackError(f"host {host!r} is not an IP address") from None
+    if stack.password is None:
+        raise LocalStackError("the stack has no admin password: cannot render its nodes")
+    clustered = topology.mode == "cluster"
+    if stack.mode != topology.mode or len(stack.nodes) != topology.node_count:
+        raise LocalStackError(
+            f"stack is {len(stack.nodes)} {stack.mode} node(s), the topology "
+            f"{topology.node_count} {topology.mode}"
+        )
+
+    stop_stack(stack, save=True)
+
+    nodes = []
+    for i, (port, host) in enumerate(zip(stack.ports, new_hosts, strict=True)):
+        directory = node_directory(stack.data_dir, i)
+        bus_port = _recorded_bus_port(directory) if clustered else None
+        nodes.append(NodeProcess(i, directory, port, bus_port, host=host))
+    resolve = map_resolver({n.hostname: n.host for n in nodes})
+
+    def repair(node: NodeProcess) -> None:
+        if not clustered:
+            return
+        try:
+            repair_nodes_conf(node.nodes_conf, my_ip=node.host, resolve=resolve)
+        except RepairError as exc:
+            raise LocalStackError(str(exc)) from exc
+
+    started = relaunch_nodes(
+        topology, nodes, password=stack.password, binary=binary, prepare=repair
+    )
+    restarted = replace(
+        stack, nodes=[n.addr for n in started], pids=[n.running_pid for n in started]
+    )
+    if clustered:
+        try:
+            _wait_until_healthy(restarted, topology.replicas_per_master, timeout_s)
+        except BaseException:
+            stop_stack(restarted, save=True)  # its data stays for the next attempt
+            raise
+    return restarted
+
+
+def _other_loopback_hosts(stack: LocalStack) -> list[str]:
+    """A distinct random 127.0.0.x (2 <= x <= 254) per node, none a current address."""
+    current = set(stack.hosts)
+    choices = [f"127.0.0.{x}" for x in range(2, 255) if f"127.0.0.{x}" not in current]
+    return random.SystemRandom().sample(choices, len(stack.nodes))
+
+
+def _recorded_bus_port(directory: Path) -> int:
+    """The cluster bus port a node's redis.conf names: its peers recorded it."""
+    for line in (directory / "redis.conf").read_text().splitlines():
+        key, _, value = line.partition(" ")
+        if key == "cluster-port" and value.strip().isdigit():
+            return int(value)
+    raise LocalStackError(f"{directory / 'redis.conf'} names no cluster-port")
+
+
+def _wait_until_healthy(stack: LocalStack, replicas_per_master: int, timeout_s: float) -> None:
+    end = time.monotonic() + timeout_s
+    while True:
+        health: ClusterHealth = cluster_health(
+            stack.nodes, stack.username, stack.password, replicas_per_master
+        )
+        if health.ok:
+            return
+        if time.monotonic() >= end:
+            raise LocalStackError(
+                f"cluster not healthy {timeout_s:g} s after the restart: "
+                + "; ".join(health.problems)
+            )
+        time.sleep(_POLL_S)
 
 
 @contextmanager
