@@ -46,7 +46,8 @@ def recorded(root: Path) -> LocalStack:
 
 
 def up(root: Path, env: str) -> subprocess.CompletedProcess[str]:
-    result = run_cli("up", "--env", env, root=root)
+    # Redis only: these tests are about the Redis part; test_services.py covers the rest.
+    result = run_cli("up", "--env", env, "--redis-only", root=root)
     assert result.returncode == 0, result.stderr
     return result
 
@@ -171,9 +172,9 @@ def test_switching_env_then_down(tmp_path: Path) -> None:
     try:
         up(root, "dev")
         dev = recorded(root)
-        # Another tool's key (later: the services) survives the switch.
+        # Another tool's key survives the switch.
         document = read_stack_json(root)
-        document["services"] = {"gateway": {"pid": 1}}
+        document["notes"] = {"owner": "another tool"}
         (root / ".local" / "stack.json").write_text(json.dumps(document))
 
         result = up(root, "prod")
@@ -182,7 +183,7 @@ def test_switching_env_then_down(tmp_path: Path) -> None:
         assert not dev.data_dir.exists()
         document = read_stack_json(root)
         assert document["env"] == "prod"
-        assert document["services"] == {"gateway": {"pid": 1}}
+        assert document["notes"] == {"owner": "another tool"}
         prod = recorded(root)
 
         result = run_cli("down", root=root)
@@ -201,7 +202,7 @@ def test_switching_env_then_down(tmp_path: Path) -> None:
 
 def test_missing_redis_server_is_one_actionable_line(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": str(tmp_path)}
-    result = run_cli("up", "--env", "dev", root=tmp_path, env=env)
+    result = run_cli("up", "--env", "dev", "--redis-only", root=tmp_path, env=env)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "error: redis-server not found on PATH; install it with: sudo apt-get install redis-server"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from courseredis.environments import ENVIRONMENTS, REPO_ROOT, StackConfigError, load_environment
+from courseredis.local import services as local_services
 from courseredis.local.processes import LocalStackError
 from courseredis.local.stack import LocalStack, check_stack, start_stack, stop_stack
 from courseredis.local.state import (
@@ -30,7 +31,7 @@ from courseredis.local.state import (
 )
 
 # The keys `up` owns in stack.json; any other top-level key belongs to someone else.
-_OWN_KEYS = ("env", "redis", "started_at")
+_OWN_KEYS = ("env", "redis", "started_at", "services", "service_processes", "demo", "database")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = Path(args.root).resolve()
     try:
         if args.command == "up":
-            return up(root, args.env, Path(args.stack_dir))
+            return up(root, args.env, Path(args.stack_dir), with_services=not args.redis_only)
         if args.command == "down":
             return down(root)
         return status(root, Path(args.stack_dir))
@@ -50,8 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def up(root: Path, env: str, stack_dir: Path) -> int:
-    """Start the `env` stack; a no-op when it already runs healthy, replacing any other."""
+def up(root: Path, env: str, stack_dir: Path, *, with_services: bool = True) -> int:
+    """Start the `env` stack; a no-op when it already runs healthy, replacing any other.
+
+    With services: the database is migrated and seeded and the four services started,
+    connected to Redis as their own ACL users.
+    """
     topology = load_environment(env, stack_dir).redis
     with locked(root):
         document = read_state(root)
@@ -59,6 +64,8 @@ def up(root: Path, env: str, stack_dir: Path) -> int:
             current = _recorded(document)
             if current.env == env:
                 problems = check_stack(current, topology)
+                if with_services:
+                    problems += local_services.problems(document)
                 if not problems:
                     print(f"the {env} stack is already running and healthy; nothing to do")
                     _describe(current, root)
@@ -66,6 +73,7 @@ def up(root: Path, env: str, stack_dir: Path) -> int:
                 print(f"the recorded {env} stack is not healthy ({problems[0]}); restarting it")
             else:
                 print(f"stopping the running {current.env} stack first")
+            local_services.stop_all(document)
             _stop_recorded(root, current)
             document = {k: v for k, v in document.items() if k not in _OWN_KEYS}
             write_state(root, document)
@@ -75,9 +83,15 @@ def up(root: Path, env: str, stack_dir: Path) -> int:
         document.update(
             env=env, redis=redis_part, started_at=datetime.now(UTC).isoformat(timespec="seconds")
         )
-        write_state(root, document)
-    print(f"started the {env} stack in {time.monotonic() - started:.2f} s")
+        write_state(root, document)  # recorded at once: `down` can stop it whatever follows
+        print(f"started the {env} Redis in {time.monotonic() - started:.2f} s")
+        if with_services:
+            document.update(local_services.start_all(stack, env_data_dir(root, env)))
+            write_state(root, document)
+    print(f"the {env} stack is up in {time.monotonic() - started:.2f} s")
     _describe(stack, root)
+    if with_services:
+        local_services.describe(document, state_path(root))
     return 0
 
 
@@ -89,6 +103,7 @@ def down(root: Path) -> int:
             print(f"no local stack is running under {root}; nothing to stop")
             return 0
         current = _recorded(document)
+        local_services.stop_all(document)
         _stop_recorded(root, current)
         remove_state(root)
     print(
@@ -107,6 +122,9 @@ def status(root: Path, stack_dir: Path) -> int:
     _describe(current, root)
     print(f"started at: {document.get('started_at', 'unknown')}")
     problems = check_stack(current, load_environment(current.env, stack_dir).redis)
+    if "services" in document:  # started with its services: they count too
+        problems += local_services.problems(document)
+        local_services.describe(document, state_path(root))
     for problem in problems:
         print(f"problem: {problem}")
     print("healthy" if not problems else "NOT healthy")
@@ -156,6 +174,9 @@ def _parser() -> argparse.ArgumentParser:
         "up", parents=[common, stack_dir], help="start (or keep) the stack of an environment"
     )
     up_parser.add_argument("--env", required=True, choices=ENVIRONMENTS)
+    up_parser.add_argument(
+        "--redis-only", action="store_true", help="start Redis only, not the services"
+    )
     commands.add_parser("down", parents=[common], help="stop the stack and remove its data")
     commands.add_parser(
         "status", parents=[common, stack_dir], help="show the stack; exit 1 unless healthy"

@@ -6,8 +6,10 @@ exactly as the container does, connected to Redis as its own ACL user.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -21,6 +23,7 @@ from typing import Any
 
 from courseredis.local.ports import free_ports
 from courseredis.local.processes import LocalStackError, tail
+from courseredis.local.stack import LocalStack
 
 SERVICES = ("auth", "courses", "enrollments", "gateway")  # the gateway last: it needs the rest
 _READY_TIMEOUT_S = 30.0
@@ -168,3 +171,67 @@ def stop_services(services: list[ServiceProcess], *, grace_s: float = 5.0) -> No
             os.kill(service.pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):  # reap it if it is our child
             os.waitpid(service.pid, os.WNOHANG)
+
+
+# --- the local stack's services: what `up`, `down` and `status` call -----------------------
+
+
+def start_all(stack: LocalStack, data_dir: Path) -> dict[str, Any]:
+    """Migrate and seed the database, start the services; the stack.json entries to record.
+
+    The database is `DATABASE_URL` when set (say a local PostgreSQL), else a SQLite file in
+    the environment's data directory. Demo passwords are drawn anew on every `up`.
+    """
+    from courseredis.services.db.engine import redacted
+    from courseredis.services.db.migrate import upgrade
+    from courseredis.services.db.seed import seed
+
+    database_url = (
+        os.environ.get("DATABASE_URL") or f"sqlite+aiosqlite:///{data_dir / 'courses.db'}"
+    )
+    upgrade(database_url)
+    credentials = asyncio.run(seed(database_url))
+    redis_env = {
+        name: redis_environment(stack.mode, stack.nodes, name, stack.users[name])
+        for name in SERVICES
+    }
+    processes = start_services(
+        redis_env=redis_env,
+        database_url=database_url,
+        jwt_secret=secrets.token_urlsafe(48),
+        workdir=data_dir / "services",
+    )
+    return {
+        "services": {p.name: p.url for p in processes},
+        "service_processes": [p.to_json() for p in processes],
+        "demo": credentials.to_json(),
+        "database": redacted(database_url),
+    }
+
+
+def recorded_processes(document: Mapping[str, Any]) -> list[ServiceProcess]:
+    return [ServiceProcess(**entry) for entry in document.get("service_processes", [])]
+
+
+def stop_all(document: Mapping[str, Any]) -> None:
+    stop_services(recorded_processes(document))
+
+
+def problems(document: Mapping[str, Any]) -> list[str]:
+    processes = recorded_processes(document)
+    if not processes:
+        return ["the services are not running"]
+    return [
+        f"service {p.name} (pid {p.pid}) is not running" for p in processes if not _alive(p.pid)
+    ]
+
+
+def describe(document: Mapping[str, Any], state_file: Path) -> None:
+    for name, url in document.get("services", {}).items():
+        print(f"{name}: {url}")
+    demo = document.get("demo", {})
+    if demo:
+        print(
+            f"demo users: {len(demo.get('students', []))} students and "
+            f"{demo.get('admin', {}).get('username')} (passwords: demo in {state_file})"
+        )
