@@ -1,0 +1,1 @@
+"""Locust suites: rate limiting, lock contention, cache hit ratio."""

@@ -1,0 +1,1 @@
+"""The post-deploy smoke suite (pytest + testinfra)."""

@@ -1,0 +1,1 @@
+"""Operations tools: keyspace audit, chaos scenarios."""
