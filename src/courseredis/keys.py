@@ -418,3 +418,25 @@ def require(key: str, *allowed: KeyPattern) -> KeyMatch:
         names = ", ".join(p.display_template for p in allowed)
         raise InvalidIdentifier(f"{key!r:.100} is not a key of {names}")
     return match
+
+
+# --- documentation ----------------------------------------------------------------------------
+
+
+def markdown_table() -> str:
+    """The key schema as the README shows it; a test keeps the README equal to this."""
+    lines = [
+        "| Pattern | Key | Type | TTL | Written by |",
+        "|---|---|---|---|---|",
+    ]
+    for p in PATTERNS:
+        types = " or ".join(p.redis_types)
+        lines.append(
+            f"| {p.title} | `{p.display_template}` | {types} | {p.ttl.description} | "
+            f"{', '.join(p.writers)} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
