@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 from sqlalchemy import func, select, update
 
 from courseredis import keys
@@ -29,6 +31,7 @@ from courseredis.services.events import (
 from courseredis.services.identity import AdminDep, ClaimsDep
 from courseredis.services.runtime import Runtime, RuntimeDep
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/courses", tags=["courses"])
 CourseId = Annotated[int, Path(gt=0, le=2**63 - 1, description="course id")]
 # What the client saw: a value loaded while an invalidation raced it is 'stale'; a read
@@ -116,10 +119,10 @@ async def update_course(
         fresh = await db.get(Course, course_id)
         assert fresh is not None
         data = fresh.to_dict()
-    # Invalidate here for read-your-writes; the event does it for everyone else.
-    await _cache(runtime).invalidate(keys.course(course_id))
-    await runtime.extras["publisher"].publish(
-        TOPIC_COURSES, Event(COURSE_UPDATED, {"course_id": course_id, "version": data["version"]})
+    await _after_write(
+        runtime,
+        course_id,
+        Event(COURSE_UPDATED, {"course_id": course_id, "version": data["version"]}),
     )
     return data
 
@@ -131,11 +134,26 @@ async def delete_course(course_id: CourseId, runtime: RuntimeDep, _admin: AdminD
         if course is None:
             raise HTTPException(404, f"no course {course_id}")
         await db.delete(course)
-    await _cache(runtime).invalidate(keys.course(course_id))
-    await runtime.extras["publisher"].publish(
-        TOPIC_COURSES, Event(COURSE_DELETED, {"course_id": course_id})
-    )
+    await _after_write(runtime, course_id, Event(COURSE_DELETED, {"course_id": course_id}))
     return Response(status_code=204)
+
+
+async def _after_write(runtime: Runtime, course_id: int, event: Event) -> None:
+    """Invalidate here for read-your-writes; the event does it for every other instance.
+
+    The database write has happened: if Redis fails now, answering 503 would tell the
+    client its write failed. The write stands, the cache's TTL bounds the staleness, and
+    the failure is logged and counted.
+    """
+    try:
+        await _cache(runtime).invalidate(keys.course(course_id))
+        await runtime.extras["publisher"].publish(TOPIC_COURSES, event)
+    except RedisError as error:
+        runtime.metrics.redis_errors.labels("events").inc()
+        log.warning(
+            "course written but not invalidated or announced",
+            extra={"course_id": course_id, "event": event.type, "error": str(error)},
+        )
 
 
 def _event_course_id(event: Event) -> int:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -68,10 +69,16 @@ async def enroll(course_id: CourseId, runtime: RuntimeDep, claims: ClaimsDep) ->
             except IntegrityError:
                 raise HTTPException(409, "already enrolled in this course") from None
             body = {"id": enrollment.id, "course_id": course_id, "user_id": claims.user_id}
-        await runtime.extras["publisher"].publish(
-            TOPIC_ENROLLMENTS,
-            Event(ENROLLMENT_CREATED, {**body, "enrollment_id": body["id"]}),
-        )
+        try:
+            await runtime.extras["publisher"].publish(
+                TOPIC_ENROLLMENTS,
+                Event(ENROLLMENT_CREATED, {**body, "enrollment_id": body["id"]}),
+            )
+        except RedisError as error:
+            # The enrollment is committed: a 503 would be a lie. The event is lost (an
+            # outbox table would keep it); the failure is logged and counted.
+            runtime.metrics.redis_errors.labels("events").inc()
+            log.warning("enrolled but EnrollmentCreated not published", extra={"error": str(error)})
         return JSONResponse(body, status_code=201)
     finally:
         try:
