@@ -10,7 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 from sqlalchemy import func, select, update
@@ -28,12 +28,11 @@ from courseredis.services.events import (
     RedisStreamsPublisher,
     RedisStreamsSubscriber,
 )
-from courseredis.services.identity import AdminDep, ClaimsDep
+from courseredis.services.identity import AdminDep, ClaimsDep, CourseId
 from courseredis.services.runtime import Runtime, RuntimeDep
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/courses", tags=["courses"])
-CourseId = Annotated[int, Path(gt=0, le=2**63 - 1, description="course id")]
 # What the client saw: a value loaded while an invalidation raced it is 'stale'; a read
 # served straight from the database because Redis did not answer is a 'miss'.
 _X_CACHE = {

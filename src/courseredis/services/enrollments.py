@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from sqlalchemy import select
@@ -27,12 +27,11 @@ from courseredis.services.events import (
     Event,
     RedisStreamsPublisher,
 )
-from courseredis.services.identity import ClaimsDep
+from courseredis.services.identity import ClaimsDep, CourseId
 from courseredis.services.runtime import Runtime, RuntimeDep
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/courses/{course_id}/enrollments", tags=["enrollments"])
-CourseId = Annotated[int, Path(gt=0, le=2**63 - 1, description="course id")]
 # No waiting: a second request for the same enrollment is a duplicate, answered 409 now.
 _NO_WAIT = LockOptions()  # wait 0: one attempt
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException
+from fastapi import Depends, Header, HTTPException, Path
 
 from courseredis.services.runtime import RuntimeDep
 from courseredis.services.tokens import (
@@ -18,6 +18,9 @@ from courseredis.services.tokens import (
     bearer_token,
     decode_access_token,
 )
+
+# A course id in a path: an int a key may hold (keys.valid_int_id's range), else 422.
+CourseId = Annotated[int, Path(gt=0, le=2**63 - 1, description="course id")]
 
 
 def current_claims(

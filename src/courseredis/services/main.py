@@ -8,11 +8,11 @@ from collections.abc import Sequence
 
 import httpx
 import uvicorn
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from pydantic import ValidationError
 
 from courseredis.services import auth, courses, enrollments, gateway, logs
-from courseredis.services.app import create_app
+from courseredis.services.app import StartupHook, create_app
 from courseredis.services.settings import SERVICE_NAMES, GatewaySettings, ServiceSettings
 from courseredis.settings import RedisSettings
 
@@ -41,31 +41,24 @@ def build(
         )
         gateway.create_gateway_routes(app, gateway_settings)
         return app
-    if service == "auth":
-        app = create_app(
-            service, settings=settings, redis_settings=redis_settings, uses_database=True
-        )
-        app.include_router(auth.router)
-        return app
-    if service == "courses":
-        app = create_app(
-            service,
-            settings=settings,
-            redis_settings=redis_settings,
-            uses_database=True,
-            startup=[courses.start_consumer],
-        )
-        app.include_router(courses.router)
-        return app
+    router, hooks = _UPSTREAMS[service]
     app = create_app(
         service,
         settings=settings,
         redis_settings=redis_settings,
         uses_database=True,
-        startup=[enrollments.start_publisher],
+        startup=list(hooks),
     )
-    app.include_router(enrollments.router)
+    app.include_router(router)
     return app
+
+
+# The services behind the gateway: their router and start-up hooks.
+_UPSTREAMS: dict[str, tuple[APIRouter, tuple[StartupHook, ...]]] = {
+    "auth": (auth.router, ()),
+    "courses": (courses.router, (courses.start_consumer,)),
+    "enrollments": (enrollments.router, (enrollments.start_publisher,)),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
