@@ -72,3 +72,23 @@ async def test_an_oversized_body_is_refused(platform, credentials):
     big = {"title": "x", "description": "y" * 100_000, "capacity": 1}
     response = await platform.gateway.put("/courses/7", json=big, headers=admin.headers)
     assert response.status_code == 413
+
+
+async def test_a_redelivered_enrollment_event_is_applied_once(platform, credentials):
+    from courseredis.services.events import ENROLLMENT_CREATED, TOPIC_ENROLLMENTS, Event
+
+    student = await login(platform.gateway, *credentials.students[4])
+    before = (await platform.gateway.get("/courses/9", headers=student.headers)).json()
+    event = Event(ENROLLMENT_CREATED, {"course_id": 9, "user_id": 1, "enrollment_id": 1})
+    publisher = platform.runtime("courses").extras["publisher"]
+    await publisher.publish(TOPIC_ENROLLMENTS, event)
+    await publisher.publish(TOPIC_ENROLLMENTS, event)  # the same event id, delivered twice
+    metrics = platform.runtime("courses").metrics
+    for _ in range(100):
+        skipped = metrics.events_duplicates.labels("courses")._value.get()
+        if skipped >= 1:
+            break
+        await asyncio.sleep(0.05)
+    after = (await platform.gateway.get("/courses/9", headers=student.headers)).json()
+    assert after["enrolled"] == before["enrolled"] + 1
+    assert metrics.events_duplicates.labels("courses")._value.get() >= 1
