@@ -19,6 +19,8 @@ import pulumi_kubernetes as k8s  # noqa: E402
 
 from infra import values  # noqa: E402
 from infra.kube import LABELS  # noqa: E402
+from infra.loadtest import LoadtestSettings, loadtest_command  # noqa: E402
+from infra.loadtest_component import LoadtestComponent  # noqa: E402
 from infra.redis_component import RedisComponent  # noqa: E402
 from infra.services_component import ServicesComponent  # noqa: E402
 from infra.settings import OBJECT_KEYS, STRING_KEYS, StackSettings  # noqa: E402
@@ -39,6 +41,15 @@ namespace_name = namespace.metadata.apply(lambda meta: meta.name or settings.nam
 redis = RedisComponent("redis", settings, namespace_name)
 services = ServicesComponent(
     "services", settings, namespace_name, redis, config.get_secret("databaseUrl")
+)
+# The at-scale load suites: off unless `course-redis:loadtest` says `enabled: true`.
+loadtest_settings = LoadtestSettings.from_config(
+    config.get_object("loadtest"), f"Pulumi.{settings.env}.yaml"
+)
+loadtest = (
+    LoadtestComponent("loadtest", settings, loadtest_settings, namespace_name, services)
+    if loadtest_settings.enabled
+    else None
 )
 
 pulumi.export("namespace", namespace_name)
@@ -64,3 +75,5 @@ pulumi.export(
 pulumi.export("gatewayService", values.gateway_service(settings))
 pulumi.export("gatewayUrl", values.gateway_url(settings))
 pulumi.export("smokeCommand", values.smoke_command(settings))
+if loadtest is not None:
+    pulumi.export("loadtestCommand", loadtest_command(settings, loadtest_settings))

@@ -26,6 +26,8 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 STRING_KEYS = ("namespace", "clusterDomain")
 OBJECT_KEYS = ("redis", "image", "redisDeployment", "services", "tls")
 SECRET_KEYS = ("databaseUrl",)  # read with `Config.get_secret`, never through here
+# Optional keys, parsed elsewhere: `loadtest` (the at-scale Locust switch, infra/loadtest.py).
+OPTIONAL_KEYS = ("loadtest",)
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
@@ -108,7 +110,7 @@ class StackSettings:
     def from_config(cls, env: str, raw: Mapping[str, Any]) -> StackSettings:
         """Parse the stack config (keys without the `course-redis:` prefix)."""
         source = f"Pulumi.{env}.yaml"
-        known = set(STRING_KEYS) | set(OBJECT_KEYS) | set(SECRET_KEYS)
+        known = set(STRING_KEYS) | set(OBJECT_KEYS) | set(SECRET_KEYS) | set(OPTIONAL_KEYS)
         unknown = set(raw) - known
         missing = (set(STRING_KEYS) | set(OBJECT_KEYS)) - set(raw)
         if unknown or missing:

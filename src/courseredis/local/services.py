@@ -27,6 +27,11 @@ from courseredis.local.stack import LocalStack
 
 SERVICES = ("auth", "courses", "enrollments", "gateway")  # the gateway last: it needs the rest
 _READY_TIMEOUT_S = 30.0
+# Locally every client is on loopback, so a per-IP limit would lump them all together. The
+# gateway believes X-Forwarded-For from 127.0.0.1 only (the load suites present one client
+# IP per simulated user); a peer on another loopback address, 127.0.0.2 say, is still not
+# trusted. LOCAL_GATEWAY_TRUSTED_PROXIES replaces the list ("" trusts nobody).
+LOCAL_TRUSTED_PROXIES = "127.0.0.1/32"
 
 
 @dataclass(frozen=True)
@@ -200,6 +205,11 @@ def start_all(stack: LocalStack, data_dir: Path) -> dict[str, Any]:
         database_url=database_url,
         jwt_secret=secrets.token_urlsafe(48),
         workdir=data_dir / "services",
+        extra_env={
+            "GATEWAY_TRUSTED_PROXIES": os.environ.get(
+                "LOCAL_GATEWAY_TRUSTED_PROXIES", LOCAL_TRUSTED_PROXIES
+            )
+        },
     )
     return {
         "services": {p.name: p.url for p in processes},
