@@ -274,11 +274,10 @@ async def _proxy(runtime: Runtime, request: Request, url: str, ip: str) -> Respo
     except httpx.HTTPError as error:
         log.warning("upstream unreachable", extra={"url": url, "error": str(error)})
         return json_error(502, "upstream unavailable")
-    out_headers = {
-        k: v
-        for k, v in upstream.headers.items()
-        if k.lower() not in _HOP_BY_HOP | {"content-encoding"}
-    }
+    # httpx has decoded the body already, so its content-encoding no longer applies; the
+    # gateway's server sets its own Date and Server (passing the upstream's would double them).
+    dropped = _HOP_BY_HOP | {"content-encoding", "date", "server"}
+    out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in dropped}
     return Response(upstream.content, status_code=upstream.status_code, headers=out_headers)
 
 
