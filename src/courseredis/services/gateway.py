@@ -290,6 +290,9 @@ def http_client_hook(
             limits=httpx.Limits(
                 max_connections=settings.upstream_max_connections,
                 max_keepalive_connections=settings.upstream_max_connections,
+                # Below uvicorn's 5 s keep-alive: the gateway drops an idle connection before
+                # the upstream can close it under a request being sent (a 502 otherwise).
+                keepalive_expiry=2.0,
             ),
             transport=transport,
         )

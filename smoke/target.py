@@ -1,0 +1,502 @@
+"""What the smoke suite runs against: resolved once from options, environment variables and
+the local stack's `stack.json`, in that order of precedence.
+
+With no option and no `SMOKE_*` variable the target is the local stack described by
+`.local/stack.json` in the current directory. As soon as the gateway or the Redis nodes
+are given (the deployed case: `pulumi stack output smokeCommand`), no local file is read
+unless `--stack-json` names one, so a laptop's local stack never leaks into a deployed run.
+
+Passwords never need to be on a command line: the Redis admin's can come from a Kubernetes
+Secret (`SMOKE_REDIS_PASSWORD_SECRET=<namespace>/<secret>`, read with `kubectl`, key
+`password`), and then the service users' from the Secrets beside it
+(`redis-user-<service>`, keys `username` and `password`), as the Pulumi program writes them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from courseredis import keys
+from courseredis.environments import (
+    ENVIRONMENTS,
+    REPO_ROOT,
+    Environment,
+    StackConfigError,
+    load_environment,
+)
+
+DEFAULT_STACK_JSON = Path(".local/stack.json")
+LOCAL_HOST = "local://"
+# The Secret names the Pulumi program writes (infra/values.py SecretNames).
+SERVICE_SECRET = "redis-user-{service}"
+
+
+class TargetError(ValueError):
+    """The options do not describe a target the suite can run against; says what to give."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One suite option: its command-line flag and the environment variable behind it."""
+
+    dest: str
+    flag: str
+    env: str
+    help: str
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "stack_json",
+        "--stack-json",
+        "SMOKE_STACK_JSON",
+        "the local stack's description (default: .local/stack.json when no target is given)",
+    ),
+    Option(
+        "env",
+        "--env",
+        "SMOKE_ENV",
+        f"the environment ({', '.join(ENVIRONMENTS)}); its Pulumi.<env>.yaml says the topology "
+        "and persistence to expect (default: stack.json's, else the one whose namespace the "
+        "Secret or the node names are in)",
+    ),
+    Option("gateway_url", "--gateway-url", "SMOKE_GATEWAY_URL", "the gateway's base URL"),
+    Option(
+        "redis_nodes",
+        "--redis-nodes",
+        "SMOKE_REDIS_NODES",
+        "comma-separated host:port of every Redis node (every cluster node, replicas too)",
+    ),
+    Option(
+        "redis_mode",
+        "--redis-mode",
+        "SMOKE_REDIS_MODE",
+        "standalone or cluster (default: stack.json's, else the environment's)",
+    ),
+    Option(
+        "redis_tls_ca_file",
+        "--redis-tls-ca-file",
+        "SMOKE_REDIS_TLS_CA_FILE",
+        "connect to Redis with TLS, trusting this CA (the chart's tls.secretName ca.crt)",
+    ),
+    Option(
+        "redis_username",
+        "--redis-username",
+        "SMOKE_REDIS_USERNAME",
+        "the Redis admin account (default: stack.json's, else admin)",
+    ),
+    Option(
+        "redis_password",
+        "--redis-password",
+        "SMOKE_REDIS_PASSWORD",
+        "the Redis admin password (prefer the variable or the Secret to the flag)",
+    ),
+    Option(
+        "redis_password_secret",
+        "--redis-password-secret",
+        "SMOKE_REDIS_PASSWORD_SECRET",
+        "<namespace>/<secret> whose `password` holds the admin password (read with kubectl); "
+        "the service users' Secrets redis-user-<service> are read from the same namespace",
+    ),
+    Option(
+        "service_users",
+        "--service-users",
+        "SMOKE_SERVICE_USERS",
+        'a JSON file {"<service>": {"username": ..., "password": ...}} of the service ACL '
+        "users (default: stack.json's redis.users, or the Secrets beside the admin's)",
+    ),
+    Option(
+        "student_username",
+        "--student-username",
+        "SMOKE_STUDENT_USERNAME",
+        "a student account that drives the flows (default: stack.json's first demo student)",
+    ),
+    Option(
+        "student_password",
+        "--student-password",
+        "SMOKE_STUDENT_PASSWORD",
+        "its password",
+    ),
+    Option(
+        "student_secret",
+        "--student-secret",
+        "SMOKE_STUDENT_SECRET",
+        "<namespace>/<secret> holding the student account (`username`, `password`), read "
+        "with kubectl: a dedicated smoke account in a deployed environment",
+    ),
+    Option(
+        "app_admin_username",
+        "--app-admin-username",
+        "SMOKE_APP_ADMIN_USERNAME",
+        "a platform admin account, to read the enrollment back (default: stack.json's demo admin)",
+    ),
+    Option(
+        "app_admin_password",
+        "--app-admin-password",
+        "SMOKE_APP_ADMIN_PASSWORD",
+        "its password",
+    ),
+    Option(
+        "app_admin_secret",
+        "--app-admin-secret",
+        "SMOKE_APP_ADMIN_SECRET",
+        "<namespace>/<secret> holding the platform admin account (`username`, `password`)",
+    ),
+    Option(
+        "course_id",
+        "--course-id",
+        "SMOKE_COURSE_ID",
+        "the course the flows read and enroll in (default: the first course listed)",
+    ),
+    Option(
+        "client_ip",
+        "--client-ip",
+        "SMOKE_CLIENT_IP",
+        "the address the gateway sees for this machine (default: the local address of the "
+        "connection to the gateway; found in Redis when a proxy is in between)",
+    ),
+    Option(
+        "smoke_hosts",
+        "--smoke-hosts",
+        "SMOKE_HOSTS",
+        "testinfra hosts of the Redis nodes, comma-separated: local://, "
+        "kubectl://POD?namespace=NS&container=redis, ssh://user@host (testinfra's own --hosts "
+        "works too; default: local:// for a local stack)",
+    ),
+    Option(
+        "kubectl",
+        "--kubectl",
+        "SMOKE_KUBECTL",
+        "the kubectl command, for Secrets and pod placement (default: kubectl)",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Account:
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
+class Target:
+    env: Environment
+    mode: str  # standalone | cluster
+    nodes: list[str]
+    redis_admin: Account
+    gateway_url: str | None
+    service_users: dict[str, Account]
+    # Why a service user's live login cannot be checked (no password given), per service.
+    service_users_missing: dict[str, str]
+    student: Account | None
+    app_admin: Account | None
+    course_id: int | None
+    client_ip: str | None
+    tls_ca_file: str | None  # set: Redis speaks TLS only
+    hosts: list[str]  # testinfra host specs
+    kubectl: str
+    source: str  # where the target came from, for the report header
+    local: bool  # the local stack (everything on this machine, from stack.json)
+
+    def describe(self) -> list[str]:
+        """The report header: what runs against what, no secret."""
+        users = ", ".join(sorted(self.service_users)) or "none"
+        return [
+            f"smoke target: {self.source}; env {self.env.name} ({self.mode}, "
+            f"{len(self.nodes)} node(s)): {' '.join(self.nodes)}",
+            f"gateway: {self.gateway_url or 'not given'}; redis admin: "
+            f"{self.redis_admin.username}; service user passwords: {users}",
+            f"student: {self.student.username if self.student else 'not given'}; app admin: "
+            f"{self.app_admin.username if self.app_admin else 'not given'}; hosts: "
+            f"{', '.join(self.hosts) or 'not given'}",
+        ]
+
+
+Getter = Callable[[str], str | None]
+
+
+def resolve(
+    value_of: Getter,
+    *,
+    cwd: Path,
+    environ: Mapping[str, str],
+    stack_dir: Path = REPO_ROOT,
+    read_secret: Callable[[str, str, str], dict[str, str]] | None = None,
+) -> Target:
+    """The target from option values (`value_of(dest)`: the flag's value or None), the
+    environment variables and the stack file; `TargetError` says what is missing."""
+
+    def get(dest: str) -> str | None:
+        option = _BY_DEST[dest]
+        value = value_of(dest)
+        if value in (None, ""):
+            value = environ.get(option.env) or None
+        return value
+
+    reader = read_secret or read_k8s_secret
+    kubectl = get("kubectl") or "kubectl"
+    given_target = bool(get("gateway_url") or get("redis_nodes"))
+    stack_json = get("stack_json")
+    document: dict[str, Any] = {}
+    source = "options"
+    if stack_json or not given_target:
+        path = Path(stack_json) if stack_json else cwd / DEFAULT_STACK_JSON
+        if not path.is_file():
+            raise TargetError(
+                f"no target: {path} does not exist. Start the local stack (`make up`) or name "
+                "a deployed one with --gateway-url and --redis-nodes (SMOKE_GATEWAY_URL, "
+                "SMOKE_REDIS_NODES) and the admin credentials"
+            )
+        document = _read_json(path)
+        source = str(path)
+    redis_part: dict[str, Any] = document.get("redis") or {}
+
+    nodes_text = get("redis_nodes")
+    nodes = (
+        [n.strip() for n in nodes_text.split(",") if n.strip()]
+        if nodes_text
+        else [str(n) for n in redis_part.get("nodes") or []]
+    )
+    if not nodes:
+        raise TargetError("no Redis nodes: give --redis-nodes / SMOKE_REDIS_NODES")
+    for node in nodes:
+        host, sep, port = node.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise TargetError(f"Redis node {node!r} is not host:port")
+
+    secret_ref = get("redis_password_secret")
+    namespace = _secret_namespace(secret_ref) if secret_ref else None
+    env = _environment(get("env") or document.get("env"), namespace, nodes, stack_dir)
+
+    mode = get("redis_mode") or redis_part.get("mode") or env.redis.mode
+    if mode not in ("standalone", "cluster"):
+        raise TargetError(f"--redis-mode is standalone or cluster, not {mode!r}")
+
+    username = get("redis_username") or redis_part.get("username") or "admin"
+    password = get("redis_password")
+    if not password and secret_ref:
+        password = reader(kubectl, secret_ref, "password").get("password")
+        if not password:
+            raise TargetError(f"Secret {secret_ref} has no `password` key")
+    password = password or redis_part.get("password")
+    if not password:
+        raise TargetError(
+            "no Redis admin password: set SMOKE_REDIS_PASSWORD or SMOKE_REDIS_PASSWORD_SECRET "
+            "(<namespace>/<secret>)"
+        )
+
+    service_users, missing = _service_users(
+        get("service_users"), redis_part if document else None, namespace, kubectl, reader
+    )
+
+    # Field by field over the local demo accounts: `SMOKE_STUDENT_USERNAME=student7` alone
+    # picks another demo student (they share a password).
+    demo = document.get("demo") or {}
+    students = demo.get("students") or [{}]
+    student = _account(
+        get("student_username") or students[0].get("username"),
+        get("student_password") or students[0].get("password"),
+        "student",
+    )
+    admin_demo = demo.get("admin") or {}
+    app_admin = _account(
+        get("app_admin_username") or admin_demo.get("username"),
+        get("app_admin_password") or admin_demo.get("password"),
+        "app admin",
+    )
+    if (ref := get("student_secret")) and not get("student_username"):
+        student = _secret_account(reader(kubectl, ref, ""), ref)
+    if (ref := get("app_admin_secret")) and not get("app_admin_username"):
+        app_admin = _secret_account(reader(kubectl, ref, ""), ref)
+
+    course_text = get("course_id")
+    course_id: int | None = None
+    if course_text:
+        try:
+            course_id = keys.valid_int_id("course id", int(course_text))
+        except (ValueError, keys.InvalidIdentifier) as exc:
+            raise TargetError(f"--course-id must be a positive integer: {exc}") from None
+
+    client_ip = get("client_ip")
+    if client_ip:
+        try:
+            ipaddress.ip_address(client_ip)
+        except ValueError:
+            raise TargetError(f"--client-ip {client_ip!r} is not an IP address") from None
+
+    local = bool(document) and not given_target and all(_loopback(n) for n in nodes)
+    hosts_text = get("smoke_hosts")
+    if hosts_text:
+        hosts = [h.strip() for h in hosts_text.split(",") if h.strip()]
+    else:
+        hosts = [LOCAL_HOST] if local else []
+
+    gateway = get("gateway_url") or (document.get("services") or {}).get("gateway")
+    return Target(
+        env=env,
+        mode=mode,
+        nodes=nodes,
+        redis_admin=Account(username, password),
+        gateway_url=gateway.rstrip("/") if gateway else None,
+        service_users=service_users,
+        service_users_missing=missing,
+        student=student,
+        app_admin=app_admin,
+        course_id=course_id,
+        client_ip=client_ip,
+        tls_ca_file=get("redis_tls_ca_file"),
+        hosts=hosts,
+        kubectl=kubectl,
+        source=source,
+        local=local,
+    )
+
+
+_BY_DEST = {option.dest: option for option in OPTIONS}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise TargetError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(document, dict):
+        raise TargetError(f"{path} does not hold a JSON object")
+    return document
+
+
+def _loopback(node: str) -> bool:
+    host = node.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _account(username: Any, password: Any, what: str) -> Account | None:
+    if bool(username) != bool(password):
+        raise TargetError(f"the {what} account needs both a username and a password")
+    return Account(str(username), str(password)) if username and password else None
+
+
+def _secret_account(data: Mapping[str, str], ref: str) -> Account:
+    if not data.get("username") or not data.get("password"):
+        raise TargetError(f"Secret {ref} needs both `username` and `password`")
+    return Account(data["username"], data["password"])
+
+
+def _secret_namespace(ref: str) -> str:
+    namespace, sep, name = ref.partition("/")
+    if not sep or not namespace or not name or "/" in name:
+        raise TargetError(f"a Secret is given as <namespace>/<name>, not {ref!r}")
+    return namespace
+
+
+def _environment(
+    name: str | None, namespace: str | None, nodes: list[str], stack_dir: Path
+) -> Environment:
+    """The named environment, else the one whose namespace the Secret or the nodes are in."""
+    if name:
+        try:
+            return load_environment(name, stack_dir)
+        except StackConfigError as exc:
+            raise TargetError(str(exc)) from None
+    candidates = []
+    for env in ENVIRONMENTS:
+        try:
+            loaded = load_environment(env, stack_dir)
+        except StackConfigError:
+            continue
+        env_namespace = str(loaded.config.get("namespace") or "")
+        if not env_namespace:
+            continue
+        in_nodes = any(f".{env_namespace}." in node for node in nodes)
+        if namespace == env_namespace or in_nodes:
+            candidates.append(loaded)
+    if len(candidates) == 1:
+        return candidates[0]
+    raise TargetError(
+        f"cannot tell the environment of this target; pass --env / SMOKE_ENV "
+        f"({', '.join(ENVIRONMENTS)})"
+    )
+
+
+def _service_users(
+    path: str | None,
+    redis_part: Mapping[str, Any] | None,
+    namespace: str | None,
+    kubectl: str,
+    reader: Callable[[str, str, str], dict[str, str]],
+) -> tuple[dict[str, Account], dict[str, str]]:
+    users: dict[str, Account] = {}
+    missing: dict[str, str] = {}
+    if path:
+        raw: Any = _read_json(Path(path))
+        where = f"in {path}"
+    elif redis_part is not None:
+        raw = redis_part.get("users") or {}
+        where = "in stack.json"
+    else:
+        raw = {}
+        where = "given (--service-users / SMOKE_SERVICE_USERS, or SMOKE_REDIS_PASSWORD_SECRET)"
+    for service in keys.SERVICES:
+        entry = raw.get(service) if isinstance(raw, dict) else None
+        if isinstance(entry, dict) and entry.get("password"):
+            users[service] = Account(str(entry.get("username") or service), str(entry["password"]))
+        elif namespace and not path:
+            ref = f"{namespace}/{SERVICE_SECRET.format(service=service)}"
+            try:
+                data = reader(kubectl, ref, "")
+            except TargetError as exc:
+                missing[service] = f"its Secret could not be read ({exc})"
+                continue
+            if data.get("password"):
+                users[service] = Account(data.get("username") or service, data["password"])
+            else:
+                missing[service] = f"Secret {ref} has no password"
+        else:
+            missing[service] = f"no password for user {service} {where}"
+    return users, missing
+
+
+def read_k8s_secret(kubectl: str, ref: str, key: str) -> dict[str, str]:
+    """The decoded data of Secret `<namespace>/<name>` (only `key` when given), via kubectl.
+
+    The values never reach a command line or the output; errors name the Secret only.
+    """
+    namespace = _secret_namespace(ref)
+    name = ref.split("/", 1)[1]
+    if shutil.which(kubectl) is None:
+        raise TargetError(f"cannot read Secret {ref}: {kubectl!r} is not on PATH")
+    try:
+        result = subprocess.run(
+            [kubectl, "get", "secret", name, "--namespace", namespace, "--output", "json"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise TargetError(f"cannot read Secret {ref}: {exc}") from None
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or ["no message"])[-1]
+        raise TargetError(f"cannot read Secret {ref}: kubectl: {reason}")
+    try:
+        data = json.loads(result.stdout).get("data") or {}
+        decoded = {str(k): base64.b64decode(v).decode() for k, v in data.items()}
+    except (ValueError, AttributeError, binascii.Error) as exc:
+        raise TargetError(f"Secret {ref} is not readable JSON with base64 data: {exc}") from None
+    if key:
+        return {key: decoded[key]} if key in decoded else {}
+    return decoded
