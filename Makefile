@@ -10,17 +10,56 @@ PY := .venv/bin/python
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: ## Install redis-server (if root) and the Python environment
+# The main job. Without ENV it runs prod (the 3x2 cluster); `make demo ENV=dev` one node.
+DEMO_ENV := $(if $(filter command line environment,$(origin ENV)),$(ENV),prod)
+.PHONY: demo
+demo: setup ## Stack up, smoke, load suites, summary and HTML report, stack down (KEEP=1)
+	@$(PY) -m courseredis.demo --env $(DEMO_ENV) --load-time "$(LOAD_TIME)" $(if $(KEEP),--keep)
+
+setup: ## Install redis-server, PostgreSQL (if root) and the Python environment
 	@scripts/setup.sh
 
-up: setup ## Start the local Redis for ENV=dev (one node) or ENV=prod (3x2 cluster)
+up: setup ## Start the local stack: ENV=dev (one Redis node) or prod (3x2 cluster), + services
 	@$(PY) -m courseredis.local up --env $(ENV)
 
-down: setup ## Stop the local Redis and remove its data
+down: setup ## Stop the local stack (services and Redis) and remove its data
 	@$(PY) -m courseredis.local down
 
-status: setup ## Show the local Redis and its health
+status: setup ## Show the local stack and its health
 	@$(PY) -m courseredis.local status
+
+# Failover, outage, restart, memory, hostile input, access: each on a stack it starts itself
+# (about 3 minutes); writes reports/chaos/summary.json. docs/chaos.md explains the figures.
+.PHONY: chaos
+chaos: setup ## Chaos scenarios on local stacks; reports/chaos/summary.json
+	@$(PY) -m courseredis.ops.chaos
+
+# Side-by-side benchmarks with the peers (limits, redis-py Lock, python-redis-lock, pottery)
+# on a single node and a 3x2 cluster the run starts itself; writes reports/bench/peers.json.
+.PHONY: bench
+bench: setup ## Benchmarks vs the peers, node and cluster (BENCH_QUICK=1: seconds)
+	@$(PY) -m benchmarks
+
+# The post-deploy smoke suite: the local stack (.local/stack.json) with no SMOKE_* variable,
+# else the deployed one they name (`pulumi stack output smokeCommand`). SMOKE_ARGS go to
+# pytest (say --junitxml=reports/smoke.xml, -k access); docs/smoke.md lists the options.
+SMOKE_ARGS ?=
+AUDIT_ARGS ?=
+.PHONY: smoke audit
+smoke: setup ## Post-deploy smoke suite (SMOKE_* variables, SMOKE_ARGS=--junitxml=...)
+	@$(PY) -m pytest smoke -p no:cacheprovider -p no:locust -p no:schemathesis -p no:hypothesispytest $(SMOKE_ARGS)
+
+audit: setup ## Keyspace audit of the local stack as JSON (AUDIT_ARGS=--match 'course:*')
+	@$(PY) -m courseredis.ops.audit $(AUDIT_ARGS)
+
+# The load suites against the local stack (`make up` first); every LOAD_* variable is read by
+# loadtests/run.py and the locustfiles (gates: LOAD_MIN_HIT_RATIO, LOAD_MAX_P95_MS, ...).
+LOAD_TIME ?= 20s
+LOAD_SUITES ?= rate_limiting lock_contention cache_hit_ratio
+LOAD_USERS ?=
+.PHONY: load
+load: setup ## Run the load suites headless (LOAD_TIME=20s); reports in reports/load/<suite>/
+	@$(PY) -m loadtests.run --time "$(LOAD_TIME)" --suites "$(LOAD_SUITES)" $(if $(LOAD_USERS),--users $(LOAD_USERS))
 
 lint: setup ## ruff: lint and format check
 	@.venv/bin/ruff check .
