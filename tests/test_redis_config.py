@@ -132,7 +132,7 @@ def test_paths_with_spaces_are_quoted(tmp_path: Path) -> None:
 
 def test_acl_file_disables_default_and_grants_admin_everything() -> None:
     text = render_acl_file({"admin": admin_user("pw-1")})
-    assert text == "user default off\nuser admin on >pw-1 ~* &* +@all\n"
+    assert text == "user default off resetchannels ~* &* +@all\nuser admin on >pw-1 ~* &* +@all\n"
 
 
 def test_acl_user_is_limited_to_its_keys_and_commands() -> None:

@@ -53,9 +53,14 @@ def _glob(service: str, pattern: keys.KeyPattern) -> str:
     return f"idem:{service}:*" if pattern is keys.IDEMPOTENCY else pattern.prefix + "*"
 
 
+# Auth confirms revocations with a replica (`WAIT`, REDIS_REPLICA_ACKS) before a logout
+# answers: a failover must not bring a revoked token back.
+EXTRA_COMMANDS = {"auth": ("+wait",)}
+
+
 def commands(service: str) -> tuple[str, ...]:
-    """The root rules: no keys, only what every client sends."""
-    return ("-@all", *BASE_COMMANDS)
+    """The root rules: no keys, only what every client sends (and auth's WAIT)."""
+    return ("-@all", *BASE_COMMANDS, *EXTRA_COMMANDS.get(service, ()))
 
 
 def selectors(service: str) -> tuple[tuple[str, ...], ...]:

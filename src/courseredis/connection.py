@@ -13,6 +13,12 @@ Retry policy, on purpose:
 The asyncio cluster client must be initialized before concurrent use: redis-py's lazy
 initialization races when many tasks send their first command at once (seen here with 200
 tasks: connections closed under other tasks). `open_async_client` does it.
+
+A cluster none of whose nodes answers is a `ConnectionError` here, like a single node that
+does not answer. redis-py raises `RedisClusterException` then, which is not a `RedisError`:
+it slipped past every policy built on `RedisError` (the services' 503, the cache's fall
+back to the database) and came out as a 500 while all nodes were down (found by the chaos
+scenario `outage`).
 """
 
 from __future__ import annotations
@@ -25,7 +31,12 @@ import redis.asyncio.cluster
 import redis.asyncio.retry
 import redis.cluster
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ClusterDownError, ConnectionError, TimeoutError
+from redis.exceptions import (
+    ClusterDownError,
+    ConnectionError,
+    RedisClusterException,
+    TimeoutError,
+)
 from redis.retry import Retry
 
 from courseredis.settings import RedisSettings
@@ -90,6 +101,28 @@ def create_client(settings: RedisSettings | None = None) -> SyncClient:
     )
 
 
+class _AsyncRedisCluster(redis.asyncio.cluster.RedisCluster):
+    """The asyncio cluster client, whose (re)initialization fails as a `ConnectionError`.
+
+    redis-py re-reads the cluster's layout after a connection error, before its next
+    attempt; when no node answers, that raises `RedisClusterException` ("Redis Cluster
+    cannot be connected"), outside its retry loop and outside `RedisError`.
+    """
+
+    async def initialize(
+        self,
+        additional_startup_nodes_info: list[tuple[str, int]] | None = None,
+        last_failed_node_name: str | None = None,
+    ) -> redis.asyncio.cluster.RedisCluster:
+        try:
+            return await super().initialize(
+                additional_startup_nodes_info=additional_startup_nodes_info,
+                last_failed_node_name=last_failed_node_name,
+            )
+        except RedisClusterException as error:
+            raise ConnectionError(f"no Redis cluster node is usable: {error}") from error
+
+
 def create_async_client(settings: RedisSettings | None = None) -> AsyncClient:
     """An asyncio client for the node or cluster the settings name."""
     settings = settings or RedisSettings()
@@ -97,7 +130,7 @@ def create_async_client(settings: RedisSettings | None = None) -> AsyncClient:
         _backoff(settings), settings.retries, supported_errors=_RETRIED
     )
     if settings.is_cluster:
-        return redis.asyncio.cluster.RedisCluster(
+        return _AsyncRedisCluster(
             startup_nodes=[redis.asyncio.cluster.ClusterNode(h, p) for h, p in _nodes(settings)],
             retry=retry,
             max_connections=settings.max_connections,

@@ -107,6 +107,9 @@ def admin_user(password: str, name: str = DEFAULT_ADMIN_USER) -> AclUser:
     )
 
 
+DEFAULT_USER_LINE = "user default off resetchannels ~* &* +@all"
+
+
 def render_acl_file(users: Mapping[str, AclUser]) -> str:
     """An ACL file (`aclfile`) with `default` disabled and one line per user.
 
@@ -114,7 +117,10 @@ def render_acl_file(users: Mapping[str, AclUser]) -> str:
     client must name an account, so a service that lost its credentials fails loudly
     instead of running with full rights.
     """
-    lines = ["user default off"]
+    # Off, yet with full permissions: Redis 7.0 replays the AOF as `default`, and silently
+    # drops MULTI/EXEC blocks (the effects of our Lua scripts) that user may not run
+    # (redis/redis#14541), so sessions vanished on every restart. An off user cannot log in.
+    lines = [DEFAULT_USER_LINE]
     for name, user in sorted(users.items()):
         if name != user.name:
             raise ValueError(f"ACL users mapping key {name!r} names user {user.name!r}")

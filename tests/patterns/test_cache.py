@@ -15,7 +15,8 @@ from courseredis import keys
 from courseredis.patterns.cache import AsyncCourseCache, CacheOptions, CacheStatus, CourseCache
 from tests.support import assert_follows_schema
 
-_ids = itertools.count(1)
+# Far above the seeded courses the service tests cache in the same Redis.
+_ids = itertools.count(10_000_000)
 
 
 def fresh_key() -> str:

@@ -200,6 +200,9 @@ def start_all(stack: LocalStack, data_dir: Path) -> dict[str, Any]:
         name: redis_environment(stack.mode, stack.nodes, name, stack.users[name])
         for name in SERVICES
     }
+    if stack.mode == "cluster":
+        # A logout answers only once a replica holds the revocation (docs/chaos.md).
+        redis_env["auth"]["REDIS_REPLICA_ACKS"] = "1"
     processes = start_services(
         redis_env=redis_env,
         database_url=database_url,

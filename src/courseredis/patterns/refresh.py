@@ -3,23 +3,43 @@
 A token is `<family>.<secret>`. One key per family, `refresh:<family>`, holds the current
 and the previous secret, so a rotation is one Lua call on one key: no CROSSSLOT, no window
 in which two clients can both rotate the same token, and revoking a whole family is one DEL.
+
+With a replica ack (`ReplicaAck`, see the blacklist), each write is confirmed by a replica
+before the call returns, so a failover cannot bring back a family that was revoked, nor
+the pre-rotation record (whose successor the client holds, and would then be refused as a
+reuse). A revocation that is not confirmed raises `NotReplicated`. An issue or rotation
+that is not confirmed in time is still returned (logged): losing it to a double fault
+costs the user a new login, not security, and a shard that runs without its replica for
+a while must not stop every login with it.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import logging
 import re
 import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from courseredis import keys
 from courseredis.connection import AsyncClient, SyncClient
-from courseredis.patterns.flow import Command, Flow, Script, run_async, run_sync, text
+from courseredis.patterns.blacklist import (
+    Acknowledge,
+    Acknowledged,
+    NotReplicated,
+    ReplicaAck,
+    acknowledger,
+    async_acknowledger,
+    require_acknowledged,
+)
+from courseredis.patterns.flow import Call, Command, Flow, Script, run_async, run_sync, text
 from courseredis.patterns.lua import load
 
+log = logging.getLogger(__name__)
 _MS = timedelta(milliseconds=1)
 _SECRET = re.compile(r"[A-Za-z0-9_-]{43}")
 GRACE = timedelta(seconds=10)
@@ -90,7 +110,19 @@ def _new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-def _issue(user_id: int, scope: str, created_at_ms: int | None) -> Flow[IssuedToken]:
+def _written(result: Acknowledged, what: str) -> Any:
+    """The one write's reply; a missing confirmation is logged, not raised."""
+    (reply,) = result.replies
+    if isinstance(reply, Exception):
+        raise reply
+    if not result.acked:
+        log.warning("%s not confirmed by a replica", what, extra={"detail": result.detail})
+    return reply
+
+
+def _issue(
+    user_id: int, scope: str, created_at_ms: int | None, acknowledge: Acknowledge | None = None
+) -> Flow[IssuedToken]:
     family = str(uuid.uuid4())
     key = keys.refresh_token(family)
     keys.valid_int_id("user_id", user_id)
@@ -111,17 +143,31 @@ def _issue(user_id: int, scope: str, created_at_ms: int | None) -> Flow[IssuedTo
         "previous": None,
         "rotatedAt": None,
     }
-    yield Command(("SET", key, json.dumps(record), "PX", keys.REFRESH_TOKEN_TTL // _MS, "NX"))
+    write = Command(("SET", key, json.dumps(record), "PX", keys.REFRESH_TOKEN_TTL // _MS, "NX"))
+    if acknowledge is None:
+        yield write
+    else:
+        result = yield Call(lambda: acknowledge([write]))
+        _written(result, "refresh token issue")
     return IssuedToken(f"{family}.{secret}", _record(json.dumps(record)))
 
 
-def _rotate(token: str, grace: timedelta) -> Flow[Rotation]:
+def _rotate(token: str, grace: timedelta, acknowledge: Acknowledge | None = None) -> Flow[Rotation]:
     family, secret = parse_token(token)
-    status, raw = yield Script(
+    script = Script(
         load("refresh_rotate"),
         (keys.refresh_token(family),),
         (secret, _new_secret(), grace // _MS, keys.REFRESH_TOKEN_TTL // _MS),
     )
+    if acknowledge is None:
+        status, raw = yield script
+    else:
+        result: Acknowledged = yield Call(lambda: acknowledge([script]))
+        (reply,) = result.replies
+        if not isinstance(reply, Exception) and not result.acked and text(reply[0]) == "reused":
+            # A reuse deleted the family: that is a revocation, and must be confirmed.
+            raise NotReplicated(f"family revocation not confirmed: {result.detail}")
+        status, raw = _written(result, "refresh token rotation")
     status = RotationStatus(text(status) or "")
     if status in (RotationStatus.ROTATED, RotationStatus.RETRY):
         raw_text = text(raw) or ""
@@ -131,47 +177,59 @@ def _rotate(token: str, grace: timedelta) -> Flow[Rotation]:
     return Rotation(status, None, record)
 
 
-def _revoke(token_or_family: str) -> Flow[bool]:
+def _revoke(token_or_family: str, acknowledge: Acknowledge | None = None) -> Flow[bool]:
     if "." in token_or_family:
         family, _ = parse_token(token_or_family)
     else:
         family = token_or_family
-    deleted = yield Command(("DEL", keys.refresh_token(family)))
+    delete = Command(("DEL", keys.refresh_token(family)))
+    if acknowledge is None:
+        deleted = yield delete
+    else:
+        result = yield Call(lambda: acknowledge([delete]))
+        (deleted,) = require_acknowledged(result, "refresh family revocation")
     return int(deleted) == 1
 
 
 class RefreshTokens:
-    """Sync API."""
+    """Sync API. `ack`: wait for replicas after each write (see the module's docstring)."""
 
-    def __init__(self, client: SyncClient, *, grace: timedelta = GRACE) -> None:
+    def __init__(
+        self, client: SyncClient, *, grace: timedelta = GRACE, ack: ReplicaAck | None = None
+    ) -> None:
         self._client = client
         self._grace = grace
+        self._acknowledge = acknowledger(client, ack)
 
     def issue(
         self, user_id: int, scope: str = "", *, created_at_ms: int | None = None
     ) -> IssuedToken:
-        return run_sync(self._client, _issue(user_id, scope, created_at_ms))
+        return run_sync(self._client, _issue(user_id, scope, created_at_ms, self._acknowledge))
 
     def rotate(self, token: str) -> Rotation:
-        return run_sync(self._client, _rotate(token, self._grace))
+        return run_sync(self._client, _rotate(token, self._grace, self._acknowledge))
 
     def revoke(self, token_or_family: str) -> bool:
         """Revoke the whole family (logout); False when it was already gone."""
-        return run_sync(self._client, _revoke(token_or_family))
+        return run_sync(self._client, _revoke(token_or_family, self._acknowledge))
 
 
 class AsyncRefreshTokens:
-    def __init__(self, client: AsyncClient, *, grace: timedelta = GRACE) -> None:
+    def __init__(
+        self, client: AsyncClient, *, grace: timedelta = GRACE, ack: ReplicaAck | None = None
+    ) -> None:
         self._client = client
         self._grace = grace
+        self._acknowledge = async_acknowledger(client, ack)
 
     async def issue(
         self, user_id: int, scope: str = "", *, created_at_ms: int | None = None
     ) -> IssuedToken:
-        return await run_async(self._client, _issue(user_id, scope, created_at_ms))
+        flow = _issue(user_id, scope, created_at_ms, self._acknowledge)
+        return await run_async(self._client, flow)
 
     async def rotate(self, token: str) -> Rotation:
-        return await run_async(self._client, _rotate(token, self._grace))
+        return await run_async(self._client, _rotate(token, self._grace, self._acknowledge))
 
     async def revoke(self, token_or_family: str) -> bool:
-        return await run_async(self._client, _revoke(token_or_family))
+        return await run_async(self._client, _revoke(token_or_family, self._acknowledge))

@@ -2,25 +2,39 @@
 
 A login creates one session whose id is also the refresh-token family and the `sid` claim
 of every access token it issues, so logout can end all three at once.
+
+Replica acknowledgement (`REDIS_REPLICA_ACKS`, default 0: off; set it to 1 on a cluster
+whose ACL lets this service `WAIT`): a logout answers 204 only once a replica holds the
+revocation and both deletions, so a master dying right after cannot bring the token back;
+otherwise 503, and the client repeats the logout (safe). Refresh-token issue and rotation
+wait too but do not fail for want of a replica (see `courseredis.patterns.refresh`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Response
 from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import select
 
 from courseredis import keys
-from courseredis.patterns.blacklist import revoke_script
+from courseredis.patterns.blacklist import (
+    ReplicaAck,
+    require_acknowledged,
+    revoke_script,
+    write_acknowledged_async,
+)
 from courseredis.patterns.flow import Batch, Command, execute_async
 from courseredis.patterns.refresh import AsyncRefreshTokens, InvalidRefreshToken, RotationStatus
 from courseredis.patterns.sessions import AsyncSessions
 from courseredis.services.db.models import User
-from courseredis.services.passwords import verify_password
+from courseredis.services.passwords import hash_password, verify_password
 from courseredis.services.runtime import Runtime, RuntimeDep
 from courseredis.services.tokens import (
     InvalidToken,
@@ -32,6 +46,33 @@ from courseredis.services.tokens import (
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/auth", tags=["auth"])
 _UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
+
+
+class ReplicaAckSettings(BaseSettings):
+    """How many replicas confirm a logout (`WAIT`), from REDIS_REPLICA_ACKS and
+    REDIS_REPLICA_ACK_TIMEOUT_MS. 0 on a single node: it has no replica to wait for."""
+
+    model_config = SettingsConfigDict(env_prefix="REDIS_", extra="ignore")
+
+    replica_acks: int = Field(default=0, ge=0, le=5)
+    replica_ack_timeout_ms: int = Field(default=250, gt=0, le=10_000)
+
+
+def _replica_ack(runtime: Runtime) -> ReplicaAck | None:
+    """Read once per service, at its first login, refresh or logout."""
+    if "replica_ack" not in runtime.extras:
+        settings = ReplicaAckSettings()
+        runtime.extras["replica_ack"] = (
+            ReplicaAck(settings.replica_acks, settings.replica_ack_timeout_ms)
+            if settings.replica_acks
+            else None
+        )
+    ack: ReplicaAck | None = runtime.extras["replica_ack"]
+    return ack
+
+
+def _refresh_tokens(runtime: Runtime) -> AsyncRefreshTokens:
+    return AsyncRefreshTokens(runtime.redis, ack=_replica_ack(runtime))
 
 
 class Login(BaseModel):
@@ -48,6 +89,11 @@ class Tokens(BaseModel):
     refresh_token: str
     token_type: str = "bearer"
     expires_in: int = int(keys.ACCESS_TOKEN_LIFETIME.total_seconds())
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
 
 
 def _roles(user: User) -> tuple[str, ...]:
@@ -69,18 +115,19 @@ def _access_token(runtime: Runtime, user: User, session_id: str) -> str:
 async def login(body: Login, runtime: RuntimeDep) -> Tokens:
     async with runtime.db() as db:
         user = (await db.execute(select(User).where(User.username == body.username))).scalar()
-    # argon2 costs ~0.1 s of CPU by design: off the event loop, other requests go on.
-    matches = user is not None and await asyncio.to_thread(
-        verify_password, user.password_hash, body.password
-    )
+    # argon2 costs ~0.1 s of CPU by design: off the event loop, other requests go on. An
+    # unknown user is checked against a dummy hash, so timing does not tell who has an account.
+    stored = user.password_hash if user is not None else _dummy_hash()
+    matches = await asyncio.to_thread(verify_password, stored, body.password)
     if user is None or not matches:
         raise HTTPException(401, "wrong username or password", headers=_UNAUTHORIZED)
-    issued = await AsyncRefreshTokens(runtime.redis).issue(user.id, "courses")
+    issued = await _refresh_tokens(runtime).issue(user.id, "courses")
     session_id = issued.record.family
     try:
         await AsyncSessions(runtime.redis).create(user.id, _roles(user), session_id=session_id)
     except Exception:
-        # No session, no login: take the refresh family back rather than leave half a login.
+        # No session, no login: take the refresh family back rather than leave half a login
+        # (never handed out: no replica need confirm its end).
         await AsyncRefreshTokens(runtime.redis).revoke(session_id)
         raise
     return Tokens(access_token=_access_token(runtime, user, session_id), refresh_token=issued.token)
@@ -89,7 +136,7 @@ async def login(body: Login, runtime: RuntimeDep) -> Tokens:
 @router.post("/refresh", responses={401: {"description": "unknown, expired or reused token"}})
 async def refresh(body: RefreshRequest, runtime: RuntimeDep) -> Tokens:
     try:
-        rotation = await AsyncRefreshTokens(runtime.redis).rotate(body.refresh_token)
+        rotation = await _refresh_tokens(runtime).rotate(body.refresh_token)
     except InvalidRefreshToken as error:
         raise HTTPException(401, str(error), headers=_UNAUTHORIZED) from None
     if rotation.status is RotationStatus.REUSED:
@@ -104,7 +151,7 @@ async def refresh(body: RefreshRequest, runtime: RuntimeDep) -> Tokens:
     async with runtime.db() as db:
         user = await db.get(User, rotation.record.user_id)
     if user is None:
-        await AsyncRefreshTokens(runtime.redis).revoke(rotation.record.family)
+        await _refresh_tokens(runtime).revoke(rotation.record.family)
         raise HTTPException(401, "user no longer exists", headers=_UNAUTHORIZED)
     sessions = AsyncSessions(runtime.redis)
     if await sessions.touch(rotation.record.family) is None:
@@ -129,16 +176,18 @@ async def logout(
     except InvalidToken as error:
         raise HTTPException(401, str(error), headers=_UNAUTHORIZED) from None
     # The three writes go out together; each touches a different slot.
-    replies = await execute_async(
-        runtime.redis,
-        Batch(
-            (
-                revoke_script(claims.jti, claims.expires_at),
-                Command(("DEL", keys.refresh_token(claims.session_id))),
-                Command(("DEL", keys.session(claims.session_id))),
-            )
-        ),
+    writes = (
+        revoke_script(claims.jti, claims.expires_at),
+        Command(("DEL", keys.refresh_token(claims.session_id))),
+        Command(("DEL", keys.session(claims.session_id))),
     )
+    ack = _replica_ack(runtime)
+    if ack is not None:
+        # Then WAIT on each node written: a NotReplicated is a 503, as any RedisError.
+        result = await write_acknowledged_async(runtime.redis, writes, ack)
+        require_acknowledged(result, "logout")
+        return Response(status_code=204)
+    replies = await execute_async(runtime.redis, Batch(writes))
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply

@@ -113,6 +113,10 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted: list[str]) -
         return any(ip in network for network in networks)
 
     current = peer or "0.0.0.0"
+    try:
+        current = ipaddress.ip_address(current).compressed
+    except ValueError:
+        return "0.0.0.0"  # not an IP (a unix socket): one bucket for all such peers
     if not is_trusted(current) or not forwarded_for:
         return current
     for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
@@ -269,6 +273,8 @@ async def _proxy(runtime: Runtime, request: Request, url: str, ip: str) -> Respo
             headers=headers,
             content=await request.body(),
         )
+    except httpx.InvalidURL:
+        return json_error(400, "malformed request path")
     except httpx.TimeoutException:
         return json_error(504, "upstream timed out")
     except httpx.HTTPError as error:

@@ -76,7 +76,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as error:
         print(f"error: bad settings for {args.service}:\n{error}", file=sys.stderr)
         return 2
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    # proxy_headers off: the gateway decides which X-Forwarded-For to believe
+    # (GATEWAY_TRUSTED_PROXIES); uvicorn must not rewrite the peer address before it looks.
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )
     return 0
 
 

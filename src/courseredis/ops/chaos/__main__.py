@@ -1,0 +1,3 @@
+from courseredis.ops.chaos.runner import main
+
+raise SystemExit(main())
