@@ -25,6 +25,7 @@ from courseredis.environments import load_environment
 from courseredis.local import LocalStack, LocalStackError, restart_stack, start_stack, stop_stack
 from courseredis.local import stack as local_stack
 from courseredis.local.processes import is_our_redis, read_pid
+from courseredis.patterns.sessions import Sessions
 
 PROD = load_environment("prod").redis
 KEYS = 1000
@@ -105,10 +106,23 @@ def test_the_cluster_comes_back_on_new_addresses_with_its_data(
 ) -> None:
     before = prod_stack[0]
     values = write_keys(before, KEYS)
+    # Written by the patterns' Lua too: the AOF replays script effects as MULTI/EXEC blocks,
+    # which Redis 7.0 dropped while `default` lacked permissions (sessions were lost).
+    with cluster_client(before) as client:
+        sessions = [Sessions(client).create(i, ["student"]) for i in range(1, 51)]
     identity = roles(before)
 
     hosts = new_hosts(before)
     after = prod_stack[0] = restart_stack(before, PROD, hosts=hosts)
+    with cluster_client(after) as client:
+        for session in sessions:
+            assert Sessions(client).read(session.session_id) == session.__class__(
+                session.session_id,
+                session.user_id,
+                session.roles,
+                session.created_at_ms,
+                session.last_activity_ms,
+            )
 
     assert after.hosts == hosts
     assert after.ports == before.ports
