@@ -28,17 +28,17 @@ down: setup ## Stop the local stack (services and Redis) and remove its data
 status: setup ## Show the local stack and its health
 	@$(PY) -m courseredis.local status
 
-# Failover, outage, restart, memory, hostile input, access: each on a stack it starts itself
-# (about 3 minutes); writes reports/chaos/summary.json. docs/chaos.md explains the figures.
-.PHONY: chaos
-chaos: setup ## Chaos scenarios on local stacks; reports/chaos/summary.json
-	@$(PY) -m courseredis.ops.chaos
-
 # Side-by-side benchmarks with the peers (limits, redis-py Lock, python-redis-lock, pottery)
 # on a single node and a 3x2 cluster the run starts itself; writes reports/bench/peers.json.
 .PHONY: bench
 bench: setup ## Benchmarks vs the peers, node and cluster (BENCH_QUICK=1: seconds)
 	@$(PY) -m benchmarks
+
+# Failover, outage, restart, memory, hostile input, access: each on a stack it starts itself
+# (about 3 minutes); writes reports/chaos/summary.json. docs/chaos.md explains the figures.
+.PHONY: chaos
+chaos: setup ## Chaos scenarios on local stacks; reports/chaos/summary.json
+	@$(PY) -m courseredis.ops.chaos
 
 # The post-deploy smoke suite: the local stack (.local/stack.json) with no SMOKE_* variable,
 # else the deployed one they name (`pulumi stack output smokeCommand`). SMOKE_ARGS go to

@@ -14,7 +14,7 @@ import enum
 import json
 import random
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -30,6 +30,7 @@ from courseredis.patterns.flow import (
     Script,
     Sleep,
     backoff_delays,
+    key_checker,
     monotonic,
     run_async,
     run_sync,
@@ -38,6 +39,7 @@ from courseredis.patterns.flow import (
 from courseredis.patterns.lua import load
 
 _MS = timedelta(milliseconds=1)
+_require_course = key_checker(keys.COURSE_CACHE)
 # JSON never starts with a NUL byte, so the markers cannot be mistaken for a value.
 _MISSING = "\x00missing"
 _LEASE = "\x00lease:"
@@ -102,20 +104,27 @@ def _get_or_load(
     stats: CacheStats,
     rng: random.Random,
 ) -> Flow[CacheResult]:
-    keys.require(key, keys.COURSE_CACHE)
-    deadline = monotonic() + options.load_lease.total_seconds()
-    delays = backoff_delays(
-        base_s=options.poll_base.total_seconds(),
-        cap_s=options.poll_cap.total_seconds(),
-        rng=rng.uniform,
-    )
-    lease = _LEASE + secrets.token_hex(8)
+    _require_course(key)
+    # The lease token, the deadline and the backoff matter only past a miss: a hit, most
+    # reads, pays for none of them.
+    lease = ""
+    deadline = 0.0
+    delays: Iterator[float] = iter(())
     try:
         while True:
-            raw = text((yield Command(("GET", key))))
+            reply = yield Command(("GET", key))
+            raw = reply if type(reply) is str else text(reply)
             if raw is not None and not raw.startswith(_LEASE):
-                stats.count(CacheStatus.HIT)
+                stats.hits += 1
                 return CacheResult(_decode(raw), CacheStatus.HIT)
+            if not lease:
+                lease = _LEASE + secrets.token_hex(8)
+                deadline = monotonic() + options.load_lease.total_seconds()
+                delays = backoff_delays(
+                    base_s=options.poll_base.total_seconds(),
+                    cap_s=options.poll_cap.total_seconds(),
+                    rng=rng.uniform,
+                )
             if raw is None:
                 previous = yield Command(
                     ("SET", key, lease, "NX", "PX", options.load_lease // _MS, "GET"),
@@ -153,7 +162,7 @@ def _get_or_load(
 
 
 def invalidate_command(key: str) -> Command:
-    keys.require(key, keys.COURSE_CACHE)
+    _require_course(key)
     return Command(("DEL", key))
 
 

@@ -24,6 +24,7 @@ from courseredis.patterns.flow import (
     Script,
     Sleep,
     backoff_delays,
+    key_checker,
     monotonic,
     run_async,
     run_sync,
@@ -32,6 +33,7 @@ from courseredis.patterns.flow import (
 from courseredis.patterns.lua import load
 
 _MS = timedelta(milliseconds=1)
+_require_lock = key_checker(keys.ENROLLMENT_LOCK)
 
 
 class LockError(RuntimeError):
@@ -71,14 +73,12 @@ class LockOptions:
 
 
 def _acquire(key: str, options: LockOptions, rng: random.Random) -> Flow[Lease]:
-    keys.require(key, keys.ENROLLMENT_LOCK)
+    _require_lock(key)
     lease = Lease(key, secrets.token_hex(16), options.lease // _MS)
-    deadline = monotonic() + options.wait.total_seconds()
-    delays = backoff_delays(
-        base_s=options.backoff_base.total_seconds(),
-        cap_s=options.backoff_cap.total_seconds(),
-        rng=rng.uniform,
-    )
+    started = monotonic()
+    # The backoff matters only once the lock was found taken: a free lock (the usual case)
+    # pays for none of it.
+    delays: Iterator[float] | None = None
     while True:
         # GET returns the previous value: ours too when the client retried a SET whose reply
         # was lost, which plain SET NX would report as a failure while we hold the lock.
@@ -87,7 +87,13 @@ def _acquire(key: str, options: LockOptions, rng: random.Random) -> Flow[Lease]:
         )
         if previous is None or text(previous) == lease.token:
             return lease
-        left = deadline - monotonic()
+        if delays is None:
+            delays = backoff_delays(
+                base_s=options.backoff_base.total_seconds(),
+                cap_s=options.backoff_cap.total_seconds(),
+                rng=rng.uniform,
+            )
+        left = started + options.wait.total_seconds() - monotonic()
         if left <= 0:
             raise LockNotAcquired(f"{key} is held by another owner")
         yield Sleep(min(next(delays), left))

@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError, TimeoutError
 
 from courseredis import keys
 from courseredis.connection import AsyncClient, SyncClient
-from courseredis.patterns.flow import Flow, Script, run_async, run_sync
+from courseredis.patterns.flow import Flow, Script, key_checker, run_async, run_sync
 from courseredis.patterns.lua import load
 
 
@@ -38,6 +38,9 @@ _SCRIPTS = {
 }
 
 
+_require_rate_limit_key = key_checker(keys.RATE_LIMIT_IP, keys.RATE_LIMIT_USER)
+
+
 class RateLimitUnavailable(RuntimeError):
     """Redis could not decide and the policy fails closed: answer 503, not 429 or 200."""
 
@@ -46,6 +49,8 @@ class RateLimitUnavailable(RuntimeError):
 class Limit:
     limit: int
     window: timedelta
+    # Computed once: every decision reads it, and timedelta arithmetic is not free.
+    _window_ms: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
@@ -54,10 +59,11 @@ class Limit:
             raise ValueError(
                 f"a window is between 1 ms and {keys.RATE_LIMIT_MAX_WINDOW}, not {self.window}"
             )
+        object.__setattr__(self, "_window_ms", int(self.window / timedelta(milliseconds=1)))
 
     @property
     def window_ms(self) -> int:
-        return int(self.window / timedelta(milliseconds=1))
+        return self._window_ms
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,7 @@ class Policy:
     # Closed: refuse with 503 (protection first, e.g. login against password guessing).
     on_redis_error: Literal["open", "closed"] = "open"
     _args: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    _max_cost: int = field(init=False, repr=False, compare=False)  # the smallest limit
 
     def __post_init__(self) -> None:
         if not self.limits:
@@ -81,6 +88,7 @@ class Policy:
         for limit in self.limits:
             flat += [limit.limit, limit.window_ms]
         object.__setattr__(self, "_args", tuple(flat))
+        object.__setattr__(self, "_max_cost", min(limit.limit for limit in self.limits))
 
     @classmethod
     def of(
@@ -117,20 +125,19 @@ class Decision:
 
 def hit_script(key: str, policy: Policy, cost: int = 1) -> Script:
     """The one Lua call that decides `cost` hits on `key`; for batching with other calls."""
-    keys.require(key, keys.RATE_LIMIT_IP, keys.RATE_LIMIT_USER)
+    _require_rate_limit_key(key)
     if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
         raise ValueError(f"cost must be a positive int, not {cost!r}")
-    if any(cost > limit.limit for limit in policy.limits):
+    if cost > policy._max_cost:
         raise ValueError(f"cost {cost} exceeds a limit of the policy: it could never pass")
-    return Script(
-        load(_SCRIPTS[policy.algorithm]),
-        (key,),
-        (cost, secrets.token_hex(4), *policy._args),
-    )
+    # Only the log needs the nonce (to keep hits of one millisecond apart); the others
+    # ignore ARGV[2], and drawing random bytes is not free.
+    nonce = secrets.token_hex(4) if policy.algorithm is Algorithm.SLIDING_LOG else ""
+    return Script(load(_SCRIPTS[policy.algorithm]), (key,), (cost, nonce, *policy._args))
 
 
 def parse_decision(policy: Policy, reply: Sequence[Any]) -> Decision:
-    allowed, remaining, retry_after, reset, binding = (int(x) for x in reply)
+    allowed, remaining, retry_after, reset, binding = map(int, reply)
     limit = policy.limits[binding - 1]
     return Decision(
         allowed=bool(allowed),

@@ -9,12 +9,18 @@ ARGV[3..] pairs (limit, window_ms), all decided together; windows are distinct
 Returns  {allowed (0|1), remaining, retry_after_ms, reset_ms, binding limit index (1-based)}
          as in ratelimit_sliding_log.lua; reset_ms is when the bucket is full again.
 TATs are rounded up to the microsecond, so rounding never admits an extra hit.
+Cost: every redis.call has a fixed price, so all limits are read with one HMGET and
+written with one HSET.
 ]]
 local key = KEYS[1]
 local cost = tonumber(ARGV[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local n = (#ARGV - 2) / 2
+
+local fields = {}
+for i = 1, n do fields[i] = ARGV[2 + 2 * i] .. ':t' end
+local stored = redis.call('HMGET', key, unpack(fields))
 
 local allowed, retry_after = 1, 0
 local state = {}
@@ -23,7 +29,7 @@ for i = 1, n do
   local window = ARGV[2 + 2 * i]
   local period = tonumber(window) * 1000            -- us for a full bucket to refill
   local interval = period / limit                   -- us per token
-  local tat = tonumber(redis.call('HGET', key, window .. ':t')) or now
+  local tat = tonumber(stored[i]) or now
   if tat < now then tat = now end
   local new_tat = tat + cost * interval
   local allow_at = new_tat - period
@@ -37,12 +43,13 @@ for i = 1, n do
 end
 
 local binding, remaining, reset, expire = 1, nil, 0, 0
+local values = {}
 for i = 1, n do
   local s = state[i]
   local tat = s.tat
   if allowed == 1 then
     tat = math.ceil(s.new_tat)
-    redis.call('HSET', key, s.window .. ':t', string.format('%d', tat))
+    values[2 * i - 1], values[2 * i] = fields[i], string.format('%d', tat)
   end
   local left = math.floor((s.period - (tat - now)) / s.interval)
   local whole = math.ceil((tat - now) / 1000)
@@ -52,6 +59,7 @@ for i = 1, n do
   if whole > expire then expire = whole end
 end
 if allowed == 1 then
+  redis.call('HSET', key, unpack(values))
   redis.call('PEXPIRE', key, math.max(1, expire))
 end
 return {allowed, math.max(remaining, 0), retry_after, reset, binding}

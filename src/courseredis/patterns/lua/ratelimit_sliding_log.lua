@@ -3,6 +3,7 @@
 KEYS[1]  the rate-limit key (sorted set; member = hit id, score = hit time in ms)
 ARGV[1]  cost: hits this request counts for (integer >= 1)
 ARGV[2]  nonce: unique per call, so hits in the same millisecond stay distinct members
+         (member = microseconds within the millisecond .. nonce [.. ':' .. j for j > 1])
 ARGV[3..] pairs (limit, window_ms), all decided together: the request is admitted only
           when every limit admits it, and then counts against every window
 Returns  {allowed (0|1), remaining, retry_after_ms, reset_ms, binding limit index (1-based)}
@@ -10,6 +11,9 @@ Returns  {allowed (0|1), remaining, retry_after_ms, reset_ms, binding limit inde
          retry_after_ms: 0 when allowed, else when the request would be admitted;
          reset_ms: when, with no more hits, the binding limit is whole again.
 Times come from Redis TIME: every client and gateway shares one clock.
+Cost: every redis.call has a fixed price. After the trim every member is inside the
+longest window, so its count is ZCARD; the hits are added with one ZADD; the TTL moves only
+when the newest hit does, so a refusal leaves it alone.
 ]]
 local key = KEYS[1]
 local cost = tonumber(ARGV[1])
@@ -33,7 +37,12 @@ local counts = {}
 for i = 1, n do
   local limit = tonumber(ARGV[1 + 2 * i])
   local window = tonumber(ARGV[2 + 2 * i])
-  local count = redis.call('ZCOUNT', key, '(' .. (now - window), '+inf')
+  local count
+  if window == longest then
+    count = redis.call('ZCARD', key)
+  else
+    count = redis.call('ZCOUNT', key, '(' .. (now - window), '+inf')
+  end
   counts[i] = count
   if count + cost > limit then
     allowed = 0
@@ -47,9 +56,14 @@ for i = 1, n do
 end
 
 if allowed == 1 then
-  for j = 1, cost do
-    redis.call('ZADD', key, now, now_us .. ':' .. nonce .. ':' .. j)
+  -- A member only has to be distinct from the others of its millisecond (its score): the
+  -- microseconds and the caller's nonce make it so, in few bytes (memory grows with them).
+  local stamp = (now_us % 1000) .. nonce
+  local hits = {now, stamp}
+  for j = 2, cost do
+    hits[2 * j - 1], hits[2 * j] = now, stamp .. ':' .. j
   end
+  redis.call('ZADD', key, unpack(hits))
 end
 
 local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
@@ -66,7 +80,7 @@ for i = 1, n do
     binding, remaining, reset = i, left, whole
   end
 end
-if newest[2] then
+if allowed == 1 and newest[2] then
   redis.call('PEXPIRE', key, math.max(1, tonumber(newest[2]) + longest - now))
 end
 return {allowed, math.max(remaining, 0), retry_after, reset, binding}
