@@ -41,7 +41,7 @@ def demo_command(root: Path) -> list[str]:
         "--env",
         "dev",
         "--load-time",
-        "5s",
+        "15s",
         "--root",
         str(root),
         "--reports",
