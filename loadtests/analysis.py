@@ -349,3 +349,17 @@ def rounded(value: Any, digits: int = 4) -> Any:
     if isinstance(value, list | tuple):
         return [rounded(v, digits) for v in value]
     return value
+
+
+def per_second(events: Iterable[tuple[float, bool]]) -> list[list[int]]:
+    """[[second from the first event, events, flagged]]: a time series for the reports."""
+    ordered = sorted(events)
+    if not ordered:
+        return []
+    start = ordered[0][0]
+    buckets: dict[int, list[int]] = {}
+    for at, flagged in ordered:
+        bucket = buckets.setdefault(int(at - start), [0, 0])
+        bucket[0] += 1
+        bucket[1] += int(flagged)
+    return [[second, *buckets[second]] for second in sorted(buckets)]

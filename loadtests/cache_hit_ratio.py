@@ -25,7 +25,15 @@ from typing import Any
 from locust import constant_throughput, task
 
 from courseredis import keys
-from loadtests.analysis import Read, Update, ZipfSampler, delta, ideal_hit_ratio, ratio
+from loadtests.analysis import (
+    Read,
+    Update,
+    ZipfSampler,
+    delta,
+    ideal_hit_ratio,
+    per_second,
+    ratio,
+)
 from loadtests.common import (
     Finding,
     Option,
@@ -149,6 +157,8 @@ def analyse(run: RunState) -> Finding:
             "gap_ideal_minus_observed": gap,
         },
         "reads": len(reads),
+        # [second, reads, hits] as the clients saw them: the demo report plots it
+        "over_time": per_second((read.answered, read.status == "hit") for read in reads),
         "x_cache": statuses,
         "reads_limited": run.collector.counters.get("reads_limited", 0),
         "updates": len(updates),

@@ -33,7 +33,7 @@ from gevent.pool import Group  # type: ignore[import-untyped]
 from locust import constant_throughput, task
 
 from courseredis.services.settings import GatewaySettings, RoutePolicy
-from loadtests.analysis import Timed, check_window, per_window, ratio
+from loadtests.analysis import Timed, check_window, per_second, per_window, ratio
 from loadtests.common import (
     Finding,
     Option,
@@ -399,6 +399,8 @@ def analyse(run: RunState) -> Finding:
     failed = [r for r in attempted if r[2] == 429 or r[2] == 0]
     figures: dict[str, Any] = {
         "ratio_429": ratio(limited, total),
+        # [second, requests, 429s]: the demo report plots it
+        "over_time": per_second((float(r[4]), r[5] == 429) for r in records),
         "limited_requests": limited,
         "limited_route_requests": total,
         "routes": per_route,

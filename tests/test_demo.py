@@ -66,7 +66,8 @@ def test_the_demo_runs_end_to_end_and_leaves_nothing_running(tmp_path: Path) -> 
     report = tmp_path / "reports" / "index.html"
     assert f"HTML report: {report}" in result.stdout
     page = report.read_text()
-    assert page.count("<img") >= 3
+    assert page.count("<img") >= 4  # hit ratio and 429s over time, then one per suite
+    assert "cache hit ratio and 429s over time" in page
     assert "passed" in page
     assert not (tmp_path / ".local" / "stack.json").exists()
     assert processes_mentioning(str(tmp_path)) == []

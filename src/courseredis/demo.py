@@ -222,13 +222,32 @@ def _series(rows: list[dict[str, str]], column: str) -> tuple[list[float], list[
 
 
 def plots(run: DemoRun) -> list[tuple[str, str]]:
-    """(title, PNG as base64) per plot: latency percentiles and failures over time."""
+    """(title, PNG as base64) per plot: hit ratio and 429s over time, then latency
+    percentiles and throughput per suite."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     images = []
+    cache = run.load.get("cache_hit_ratio", {}).get("figures", {}).get("over_time") or []
+    limits = run.load.get("rate_limiting", {}).get("figures", {}).get("over_time") or []
+    if cache or limits:
+        figure, (hits, refused) = plt.subplots(1, 2, figsize=(11, 3.2))
+        if cache:
+            hits.plot([t for t, _, _ in cache], [h / n if n else 0 for _, n, h in cache])
+            ideal = run.load["cache_hit_ratio"]["figures"]["hit_ratio"].get("ideal")
+            if ideal is not None:
+                hits.axhline(ideal, linestyle="--", color="grey", label=f"ideal {ideal:.3f}")
+                hits.legend()
+        hits.set(title="cache hit ratio (X-Cache)", xlabel="s", ylim=(0, 1.02))
+        if limits:
+            refused.bar([t for t, _, _ in limits], [r for _, _, r in limits], label="429")
+            refused.plot([t for t, _, _ in limits], [n for _, n, _ in limits], label="requests")
+            refused.legend()
+        refused.set(title="rate limiting: 429s per second", xlabel="s")
+        figure.tight_layout()
+        images.append(("cache hit ratio and 429s over time", _png(figure, plt)))
     for suite in run.load:
         rows = _history(run, suite)
         if not rows:
@@ -245,11 +264,15 @@ def plots(run: DemoRun) -> list[tuple[str, str]]:
         rates.set(title=f"{suite}: throughput", xlabel="s", ylabel="per second")
         rates.legend()
         figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=90)
-        plt.close(figure)
-        images.append((suite, base64.b64encode(buffer.getvalue()).decode()))
+        images.append((suite, _png(figure, plt)))
     return images
+
+
+def _png(figure: Any, plt: Any) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def write_html(run: DemoRun) -> Path:

@@ -225,3 +225,11 @@ def test_accounts_come_from_a_stack_file_or_the_seed_output(tmp_path: Path):
         "http://b/metrics",
     ]
     assert service_metrics_urls(None, None, "courses") == []
+
+
+def test_per_second_buckets_events_from_the_first_one() -> None:
+    from loadtests.analysis import per_second
+
+    events = [(10.2, True), (10.9, False), (12.5, True), (10.0, False)]
+    assert per_second(events) == [[0, 3, 1], [2, 1, 1]]
+    assert per_second([]) == []
