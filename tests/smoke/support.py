@@ -16,20 +16,12 @@ from typing import Any
 import redis
 
 from courseredis.connection import SyncClient, create_client
+from courseredis.demo import SMOKE_PYTEST_FLAGS
 from courseredis.settings import RedisSettings
 
 REPO = Path(__file__).resolve().parents[2]
-# As `make smoke` runs it: no cache, none of the unrelated heavy plugins.
-SMOKE_FLAGS = (
-    "-p",
-    "no:cacheprovider",
-    "-p",
-    "no:locust",
-    "-p",
-    "no:schemathesis",
-    "-p",
-    "no:hypothesispytest",
-)
+# As `make smoke` and `make demo` run it: no cache, none of the unrelated heavy plugins.
+SMOKE_FLAGS = SMOKE_PYTEST_FLAGS
 
 
 def clean_env() -> dict[str, str]:
