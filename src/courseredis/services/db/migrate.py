@@ -9,7 +9,9 @@ on the connection opened here (see `migrations/env.py`), in one transaction.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import fcntl
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,7 +22,12 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from courseredis.services.db.engine import create_engine, redacted, serialize_writers
+from courseredis.services.db.engine import (
+    create_engine,
+    normalize_url,
+    redacted,
+    serialize_writers,
+)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 CLI = "python -m courseredis.services.db"
@@ -109,10 +116,33 @@ async def _run(url: str, step: _Step) -> None:
     (`alembic.context`): two migrations in one process must not interleave either, and a
     task waiting for the lock inside Alembic would already have replaced them.
     """
-    engine = create_engine(url, pool_size=1, max_overflow=0)
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(serialize_writers, MIGRATION_LOCK)
-            await connection.run_sync(step)
-    finally:
-        await engine.dispose()
+    async with _sqlite_file_lock(url):
+        engine = create_engine(url, pool_size=1, max_overflow=0)
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(serialize_writers, MIGRATION_LOCK)
+                await connection.run_sync(step)
+        finally:
+            await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def _sqlite_file_lock(url: str) -> AsyncIterator[None]:
+    """On SQLite, migrations queue on a lock file instead (no advisory locks there).
+
+    Waiting on SQLite's own busy timeout is not enough: a migration can hold the write lock
+    longer than that on a loaded machine, and the waiter fails with "database is locked".
+    flock works across processes and between two opens in one process alike.
+    """
+    database = normalize_url(url).database
+    if not normalize_url(url).drivername.startswith("sqlite") or not database:
+        yield
+        return
+    lock_path = Path(database).with_name(Path(database).name + ".migrate.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as handle:
+        await asyncio.to_thread(fcntl.flock, handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
