@@ -88,18 +88,22 @@ def stack_config(env: str, extra: dict[str, str] | None = None) -> dict[str, str
     return config | (extra or {})
 
 
-def deploy(env: str, secrets: dict[str, str] | None = None) -> Deployment:
-    """Run the program for stack `env`; `secrets` are extra config keys set as secrets."""
+def deploy(
+    env: str, secrets: dict[str, str] | None = None, plain: dict[str, str] | None = None
+) -> Deployment:
+    """Run the program for stack `env`; `secrets` are extra config keys set as secrets,
+    `plain` extra keys set as `pulumi config set` would."""
     # A fresh context per run: the runtime keeps its root stack and config in context
     # variables, so two stacks in one test session must not share them.
-    return contextvars.Context().run(_deploy, env, secrets or {})
+    return contextvars.Context().run(_deploy, env, secrets or {}, plain or {})
 
 
-def _deploy(env: str, secrets: dict[str, str]) -> Deployment:
+def _deploy(env: str, secrets: dict[str, str], plain: dict[str, str]) -> Deployment:
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project=PROJECT_NAME, stack=env, preview=False)
-    extra = {f"{PROJECT_NAME}:{key}": value for key, value in secrets.items()}
-    pulumi.runtime.set_all_config(stack_config(env, extra), secret_keys=list(extra))
+    secret_keys = [f"{PROJECT_NAME}:{key}" for key in secrets]
+    extra = {f"{PROJECT_NAME}:{key}": value for key, value in {**plain, **secrets}.items()}
+    pulumi.runtime.set_all_config(stack_config(env, extra), secret_keys=secret_keys)
     deployment = Deployment(env=env, mocks=mocks)
 
     @pulumi.runtime.test

@@ -3,9 +3,7 @@ nothing, on declares the Locust chart with the repository's locustfiles."""
 
 from __future__ import annotations
 
-import contextvars
 import json
-import runpy
 from typing import Any
 
 import pulumi
@@ -14,17 +12,15 @@ import pytest
 from tests.infra.mocks import (
     CHART_TYPE,
     PASSWORD_TYPE,
-    PROGRAM,
     Deployment,
     RecordingMocks,
     contains_secret,
     deploy,
-    stack_config,
 )
 
 pulumi.runtime.set_mocks(RecordingMocks(), project="course-redis", stack="dev", preview=False)
 
-from courseredis.environments import PROJECT_NAME, StackConfigError, load_environment  # noqa: E402
+from courseredis.environments import StackConfigError, load_environment  # noqa: E402
 from infra import values as infra_values  # noqa: E402
 from infra.loadtest import LOCUSTFILES, LoadtestSettings, read_locustfiles  # noqa: E402
 
@@ -34,31 +30,8 @@ PROD_DATABASE_URL = "postgresql+asyncpg://courses:Db5ecretValue@db.example:5432/
 
 def deploy_with_loadtest(env: str, loadtest: dict[str, Any]) -> Deployment:
     """Run the program with `course-redis:loadtest` set (plain, as `pulumi config set`)."""
-    return contextvars.Context().run(_deploy, env, loadtest)
-
-
-def _deploy(env: str, loadtest: dict[str, Any]) -> Deployment:
-    mocks = RecordingMocks()
-    pulumi.runtime.set_mocks(mocks, project=PROJECT_NAME, stack=env, preview=False)
-    secrets = {f"{PROJECT_NAME}:databaseUrl": PROD_DATABASE_URL} if env == "prod" else {}
-    extra = {f"{PROJECT_NAME}:loadtest": json.dumps(loadtest), **secrets}
-    pulumi.runtime.set_all_config(stack_config(env, extra), secret_keys=list(secrets))
-    deployment = Deployment(env=env, mocks=mocks)
-
-    @pulumi.runtime.test
-    def run() -> pulumi.Output[None]:
-        deployment.program = runpy.run_path(str(PROGRAM), run_name="__main__")
-        root = pulumi.runtime.get_root_resource()
-        assert isinstance(root, pulumi.runtime.stack.Stack)
-
-        async def collect() -> None:
-            for name, value in root.outputs.items():
-                deployment.exports[name] = await pulumi.Output.from_input(value).future()
-
-        return pulumi.Output.from_input(collect())
-
-    run()
-    return deployment
+    secrets = {"databaseUrl": PROD_DATABASE_URL} if env == "prod" else None
+    return deploy(env, secrets=secrets, plain={"loadtest": json.dumps(loadtest)})
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])

@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from redis.exceptions import ConnectionError, TimeoutError
 
@@ -41,6 +41,7 @@ from courseredis.patterns.lua import load
 _MS = timedelta(milliseconds=1)
 _require_course = key_checker(keys.COURSE_CACHE)
 # JSON never starts with a NUL byte, so the markers cannot be mistaken for a value.
+C = TypeVar("C", SyncClient, AsyncClient)
 _MISSING = "\x00missing"
 _LEASE = "\x00lease:"
 
@@ -171,20 +172,24 @@ def _invalidate(key: str) -> Flow[bool]:
     return int(deleted) == 1
 
 
-class CourseCache:
-    """Sync API: `cache.get_or_load(keys.course(7), lambda: db.course(7))`."""
+class _CacheState(Generic[C]):
+    """What both APIs hold: the client, the options, the counters, the jitter source."""
 
     def __init__(
         self,
-        client: SyncClient,
+        client: C,
         options: CacheOptions = CacheOptions(),
         *,
         rng: random.Random | None = None,
     ) -> None:
-        self._client = client
+        self._client: C = client
         self.options = options
         self.stats = CacheStats()
         self._rng = rng or random.Random()
+
+
+class CourseCache(_CacheState[SyncClient]):
+    """Sync API: `cache.get_or_load(keys.course(7), lambda: db.course(7))`."""
 
     def get_or_load(self, key: str, loader: Callable[[], Any]) -> CacheResult:
         return run_sync(
@@ -195,20 +200,8 @@ class CourseCache:
         return run_sync(self._client, _invalidate(key))
 
 
-class AsyncCourseCache:
+class AsyncCourseCache(_CacheState[AsyncClient]):
     """Asyncio API, same logic; the loader may be a coroutine function."""
-
-    def __init__(
-        self,
-        client: AsyncClient,
-        options: CacheOptions = CacheOptions(),
-        *,
-        rng: random.Random | None = None,
-    ) -> None:
-        self._client = client
-        self.options = options
-        self.stats = CacheStats()
-        self._rng = rng or random.Random()
 
     async def get_or_load(
         self, key: str, loader: Callable[[], Any | Awaitable[Any]]
