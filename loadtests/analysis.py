@@ -52,6 +52,9 @@ def allowed_in_span(algorithm: str, limit: int, window_s: float, span_s: float) 
     return float(limit)
 
 
+SERVER_CLOCK_TICK_S = 1e-6  # Redis TIME, as the rate-limit scripts read it
+
+
 @dataclass(frozen=True)
 class WindowCheck:
     """What one limit admitted to one identity, checked against what it may admit."""
@@ -78,6 +81,8 @@ def check_window(
     """
     if not admitted:
         return WindowCheck(0, 0, 0)
+    # The scripts read Redis TIME to the microsecond, so two decisions a span apart may be
+    # up to one tick further apart on the server's clock: the span is widened by that tick.
     events = sorted((t.sent - skew_s, t.answered + skew_s) for t in admitted)
     starts = [e[0] for e in events]
     max_in_window = 0
@@ -88,7 +93,8 @@ def check_window(
         ends = sorted(e[1] for e in events[i:hi] if e[1] < horizon)
         max_in_window = max(max_in_window, len(ends))
         for count, end in enumerate(ends, start=1):
-            allowed = allowed_in_span(algorithm, limit, window_s, max(0.0, end - first))
+            span = max(0.0, end - first) + SERVER_CLOCK_TICK_S
+            allowed = allowed_in_span(algorithm, limit, window_s, span)
             over = max(over, count - allowed)
     return WindowCheck(len(admitted), max_in_window, math.ceil(over) if over > 0 else 0)
 

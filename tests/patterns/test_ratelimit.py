@@ -125,6 +125,34 @@ def test_the_sliding_log_admits_again_when_the_oldest_hit_leaves(client):
     assert limiter.hit(key, policy).allowed
 
 
+def test_the_sliding_log_times_each_hit_to_the_microsecond_of_redis_time(client):
+    # Millisecond scores let a hit late in its millisecond leave the window up to 1 ms
+    # early: limit + 1 hits could pass within a span just under the window.
+    key, policy = fresh_key(), Policy.of((5, MINUTE), algorithm=Algorithm.SLIDING_LOG)
+    before = client.time()
+    RateLimiter(client).hit(key, policy)
+    after = client.time()
+    [(_, score)] = client.zrange(key, 0, -1, withscores=True)
+    assert before[0] * 1_000_000 + before[1] <= score <= after[0] * 1_000_000 + after[1]
+
+
+def test_the_sliding_log_counts_a_shorter_window_among_two(client):
+    key = fresh_key()
+    short = timedelta(milliseconds=300)
+    policy = Policy.of((2, short), (10, MINUTE), algorithm=Algorithm.SLIDING_LOG)
+    limiter = RateLimiter(client)
+    assert limiter.hit(key, policy).allowed
+    assert limiter.hit(key, policy).allowed
+    refused = limiter.hit(key, policy)
+    assert not refused.allowed
+    assert (refused.limit, refused.remaining) == (2, 0)
+    assert 0 < refused.retry_after_ms <= 300
+    time.sleep(refused.retry_after_ms / 1000 + 0.01)
+    admitted = limiter.hit(key, policy)
+    assert admitted.allowed
+    assert client.zcard(key) == 3  # the long window still holds every hit
+
+
 def test_cost_counts_several_hits_at_once(client):
     key, policy = fresh_key(), Policy.of((10, MINUTE), algorithm=Algorithm.GCRA)
     limiter = RateLimiter(client)

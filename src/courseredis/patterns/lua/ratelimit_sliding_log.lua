@@ -1,16 +1,18 @@
 --[[ Sliding window log: exact sliding windows, one sorted-set member per admitted hit.
 
-KEYS[1]  the rate-limit key (sorted set; member = hit id, score = hit time in ms)
+KEYS[1]  the rate-limit key (sorted set; member = hit id, score = hit time in microseconds)
 ARGV[1]  cost: hits this request counts for (integer >= 1)
-ARGV[2]  nonce: unique per call, so hits in the same millisecond stay distinct members
+ARGV[2]  nonce: random per call, so two hits are distinct members
          (member = microseconds within the millisecond .. nonce [.. ':' .. j for j > 1])
 ARGV[3..] pairs (limit, window_ms), all decided together: the request is admitted only
           when every limit admits it, and then counts against every window
 Returns  {allowed (0|1), remaining, retry_after_ms, reset_ms, binding limit index (1-based)}
          remaining: of the binding limit (the one with the fewest left), after this hit;
-         retry_after_ms: 0 when allowed, else when the request would be admitted;
-         reset_ms: when, with no more hits, the binding limit is whole again.
-Times come from Redis TIME: every client and gateway shares one clock.
+         retry_after_ms: 0 when allowed, else when the request would be admitted (rounded up);
+         reset_ms: when, with no more hits, the binding limit is whole again (rounded up).
+Times come from Redis TIME: every client and gateway shares one clock. Scores keep its full
+microsecond: with millisecond scores a hit late in its millisecond left the window up to
+1 ms early, so limit + 1 hits could pass in a span just under the window.
 Cost: every redis.call has a fixed price. After the trim every member is inside the
 longest window, so its count is ZCARD; the hits are added with one ZADD; the TTL moves only
 when the newest hit does, so a refusal leaves it alone.
@@ -19,16 +21,16 @@ local key = KEYS[1]
 local cost = tonumber(ARGV[1])
 local nonce = ARGV[2]
 local t = redis.call('TIME')
-local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local now = math.floor(now_us / 1000)
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
 local n = (#ARGV - 2) / 2
 local longest = 0
 for i = 1, n do
-  local window = tonumber(ARGV[2 + 2 * i])
+  local window = tonumber(ARGV[2 + 2 * i]) * 1000
   if window > longest then longest = window end
 end
--- A hit at time s is inside a window w while s > now - w.
+-- A hit at time s is inside a window w while s > now - w. (Numbers go to redis.call whole,
+-- but Lua's own tostring keeps 14 digits: microsecond bounds are formatted with %d.)
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now - longest)
 
 local allowed = 1
@@ -36,29 +38,30 @@ local retry_after = 0
 local counts = {}
 for i = 1, n do
   local limit = tonumber(ARGV[1 + 2 * i])
-  local window = tonumber(ARGV[2 + 2 * i])
+  local window = tonumber(ARGV[2 + 2 * i]) * 1000
   local count
   if window == longest then
     count = redis.call('ZCARD', key)
   else
-    count = redis.call('ZCOUNT', key, '(' .. (now - window), '+inf')
+    count = redis.call('ZCOUNT', key, string.format('(%d', now - window), '+inf')
   end
   counts[i] = count
   if count + cost > limit then
     allowed = 0
     -- Admitted once enough of the oldest hits have left the window.
     local leaving = count + cost - limit
-    local hit = redis.call('ZRANGEBYSCORE', key, '(' .. (now - window), '+inf',
+    local hit = redis.call('ZRANGEBYSCORE', key, string.format('(%d', now - window), '+inf',
       'WITHSCORES', 'LIMIT', leaving - 1, 1)
-    local wait = tonumber(hit[2]) + window - now
+    local wait = math.ceil((tonumber(hit[2]) + window - now) / 1000)
     if wait > retry_after then retry_after = wait end
   end
 end
 
 if allowed == 1 then
-  -- A member only has to be distinct from the others of its millisecond (its score): the
-  -- microseconds and the caller's nonce make it so, in few bytes (memory grows with them).
-  local stamp = (now_us % 1000) .. nonce
+  -- Members must be distinct within the key (an equal one would move an older hit):
+  -- microseconds within the millisecond and the caller's random nonce make a clash
+  -- vanishingly rare, in few bytes (memory grows with them).
+  local stamp = (now % 1000) .. nonce
   local hits = {now, stamp}
   for j = 2, cost do
     hits[2 * j - 1], hits[2 * j] = now, stamp .. ':' .. j
@@ -70,17 +73,17 @@ local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
 local binding, remaining, reset = 1, nil, 0
 for i = 1, n do
   local limit = tonumber(ARGV[1 + 2 * i])
-  local window = tonumber(ARGV[2 + 2 * i])
+  local window = tonumber(ARGV[2 + 2 * i]) * 1000
   local left = limit - counts[i] - (allowed * cost)
   local whole = 0
   if newest[2] and tonumber(newest[2]) > now - window then
-    whole = tonumber(newest[2]) + window - now
+    whole = math.ceil((tonumber(newest[2]) + window - now) / 1000)
   end
   if remaining == nil or left < remaining or (left == remaining and whole > reset) then
     binding, remaining, reset = i, left, whole
   end
 end
 if allowed == 1 and newest[2] then
-  redis.call('PEXPIRE', key, math.max(1, tonumber(newest[2]) + longest - now))
+  redis.call('PEXPIRE', key, math.max(1, math.ceil((tonumber(newest[2]) + longest - now) / 1000)))
 end
 return {allowed, math.max(remaining, 0), retry_after, reset, binding}
