@@ -210,6 +210,7 @@ def services_chart_values(settings: StackSettings) -> dict[str, Any]:
         redis["url"] = redis_url(settings)
     if settings.tls.enabled:
         redis["caSecret"] = settings.tls.secret_name
+    redis["logoutReplicaAcks"] = settings.redis.logout_replica_acks
     return {
         "image": {"repository": settings.image.repository, "tag": settings.image.tag},
         "logLevel": services.log_level,

@@ -14,6 +14,20 @@ def test_dev_is_one_node_and_prod_a_cluster_of_three_masters_with_replicas():
     assert prod.node_count == 6 and prod.persistence == "aof"
 
 
+def test_logouts_wait_for_a_replica_only_where_there_are_replicas():
+    dev, prod = load_environment("dev").redis, load_environment("prod").redis
+    assert (dev.logout_replica_acks, prod.logout_replica_acks) == (0, 1)
+    without_replicas = RedisTopology(
+        mode="cluster",
+        masters=3,
+        replicas_per_master=0,
+        persistence="aof",
+        maxmemory="256mb",
+        cluster_node_timeout_ms=2000,
+    )
+    assert without_replicas.logout_replica_acks == 0
+
+
 def test_an_unknown_environment_names_the_known_ones():
     with pytest.raises(StackConfigError, match=r"known: \['dev', 'prod'\]"):
         load_environment("staging")

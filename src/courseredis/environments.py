@@ -45,6 +45,16 @@ class RedisTopology:
     def node_count(self) -> int:
         return self.masters * (1 + self.replicas_per_master)
 
+    @property
+    def logout_replica_acks(self) -> int:
+        """Replicas that confirm a logout's revocation before it is answered (`WAIT`).
+
+        With replicas, a master killed right after a logout could lose the revocation and
+        let the token back in (docs/chaos.md); one acknowledgement closes that window at
+        the cost of a replica round trip per logout. Without replicas there is none to ask.
+        """
+        return 1 if self.mode == "cluster" and self.replicas_per_master > 0 else 0
+
     @classmethod
     def from_config(cls, raw: dict[str, Any], *, source: str = "config") -> RedisTopology:
         expected = {

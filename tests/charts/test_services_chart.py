@@ -91,6 +91,8 @@ def test_environment_is_the_services_contract(settings: StackSettings):
         env = env_of(container_of(objects, service))
         redis_address = "REDIS_CLUSTER_NODES" if settings.redis.mode == "cluster" else "REDIS_URL"
         expected = COMMON_ENV | {redis_address} | (GATEWAY_ENV if service == "gateway" else set())
+        if service == "auth":
+            expected |= {"REDIS_REPLICA_ACKS"}
         assert set(env) == expected, service
         assert env["REDIS_USERNAME"] == service  # the ACL user is named after the service
         assert env["REDIS_PASSWORD"]["secretKeyRef"] == {
@@ -109,6 +111,14 @@ def test_environment_is_the_services_contract(settings: StackSettings):
         url = gateway[f"GATEWAY_{upstream.upper()}_URL"]
         assert url == f"http://{upstream}:8000"
         only(objects, "Service", upstream)  # the URL names a Service that exists
+
+
+def test_logouts_wait_for_a_replica_where_the_environment_has_replicas():
+    for env, acks in (("dev", "0"), ("prod", "1")):
+        settings = stack_settings(env)
+        assert settings.redis.logout_replica_acks == int(acks)
+        auth = env_of(container_of(rendered(settings), "auth"))
+        assert auth["REDIS_REPLICA_ACKS"] == acks, env
 
 
 def test_pods_carry_the_labels_the_redis_network_policy_admits(settings: StackSettings):

@@ -67,6 +67,7 @@ def test_dev_declares_one_redis_node_and_one_replica_per_service(dev: Deployment
         "mode": "standalone",
         "tls": False,
         "url": "redis://redis.course-redis-dev.svc.cluster.local:6379/0",
+        "logoutReplicaAcks": 0,  # no replica to wait for
     }
 
 
@@ -83,6 +84,7 @@ def test_prod_declares_a_3x2_cluster_with_pdb_spread_and_network_policy(prod: De
     services = chart_values(prod, "services")
     nodes = services["redis"]["clusterNodes"].split(",")
     assert len(nodes) == 6 and all(n.endswith(".svc.cluster.local:6379") for n in nodes)
+    assert services["redis"]["logoutReplicaAcks"] == 1  # a logout waits for a replica
     for service in services["services"].values():
         assert service["autoscaling"] == {"enabled": True, "minReplicas": 2, "maxReplicas": 6}
         assert service["podDisruptionBudget"]["enabled"] is True

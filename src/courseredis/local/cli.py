@@ -86,7 +86,7 @@ def up(root: Path, env: str, stack_dir: Path, *, with_services: bool = True) -> 
         write_state(root, document)  # recorded at once: `down` can stop it whatever follows
         print(f"started the {env} Redis in {time.monotonic() - started:.2f} s")
         if with_services:
-            document.update(local_services.start_all(stack, env_data_dir(root, env)))
+            document.update(local_services.start_all(stack, topology, env_data_dir(root, env)))
             write_state(root, document)
     print(f"the {env} stack is up in {time.monotonic() - started:.2f} s")
     _describe(stack, root)

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from courseredis.environments import RedisTopology
 from courseredis.local.ports import free_ports
 from courseredis.local.processes import LocalStackError, tail
 from courseredis.local.stack import LocalStack
@@ -181,7 +182,7 @@ def stop_services(services: list[ServiceProcess], *, grace_s: float = 5.0) -> No
 # --- the local stack's services: what `up`, `down` and `status` call -----------------------
 
 
-def start_all(stack: LocalStack, data_dir: Path) -> dict[str, Any]:
+def start_all(stack: LocalStack, topology: RedisTopology, data_dir: Path) -> dict[str, Any]:
     """Migrate and seed the database, start the services; the stack.json entries to record.
 
     The database is `DATABASE_URL` when set (say a local PostgreSQL), else a SQLite file in
@@ -200,9 +201,8 @@ def start_all(stack: LocalStack, data_dir: Path) -> dict[str, Any]:
         name: redis_environment(stack.mode, stack.nodes, name, stack.users[name])
         for name in SERVICES
     }
-    if stack.mode == "cluster":
-        # A logout answers only once a replica holds the revocation (docs/chaos.md).
-        redis_env["auth"]["REDIS_REPLICA_ACKS"] = "1"
+    if topology.logout_replica_acks:
+        redis_env["auth"]["REDIS_REPLICA_ACKS"] = str(topology.logout_replica_acks)
     processes = start_services(
         redis_env=redis_env,
         database_url=database_url,

@@ -122,21 +122,6 @@ class LivePlatform:
         return gone
 
 
-def grant_wait(stack: LocalStack, service: str = "auth") -> None:
-    """Let `service` send WAIT on every node, and save the ACL so a restart keeps it.
-
-    The ACL the project generates (`courseredis.acl`) does not grant WAIT yet; the
-    replica acknowledgement of logouts needs it (see docs/chaos.md).
-    """
-    for addr in stack.nodes:
-        host, port = addr.rsplit(":", 1)
-        with redis.Redis(
-            host=host, port=int(port), username=stack.username, password=stack.password
-        ) as client:
-            client.execute_command("ACL", "SETUSER", service, "+wait")
-            client.execute_command("ACL", "SAVE")
-
-
 @contextmanager
 def live_platform(
     workdir: Path,
@@ -150,8 +135,9 @@ def live_platform(
 ) -> Iterator[LivePlatform]:
     """Start Redis, the database and the services under `workdir`; always stop them.
 
-    `replica_acks`: on a cluster, the auth service confirms logouts with a replica
-    (REDIS_REPLICA_ACKS=1), the configuration these scenarios measure.
+    `replica_acks`: the auth service confirms logouts with a replica where the topology
+    has replicas (`RedisTopology.logout_replica_acks`, as deployed), the configuration these
+    scenarios measure; False measures what the acknowledgement costs.
     """
     topology = topology or load_environment(env).redis
     if workdir.exists():
@@ -176,9 +162,9 @@ def live_platform(
             name: redis_environment(stack.mode, stack.nodes, name, stack.users[name])
             for name in SERVICES
         }
-        if replica_acks and stack.mode == "cluster":
-            grant_wait(stack)
-            redis_env["auth"]["REDIS_REPLICA_ACKS"] = "1"
+        acks = topology.logout_replica_acks if replica_acks else 0
+        if acks:
+            redis_env["auth"]["REDIS_REPLICA_ACKS"] = str(acks)
             redis_env["auth"]["REDIS_REPLICA_ACK_TIMEOUT_MS"] = str(REPLICA_ACK_TIMEOUT_MS)
         jwt_secret = secrets.token_urlsafe(48)
         services = start_services(
