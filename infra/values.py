@@ -64,6 +64,14 @@ def redis_pod_hosts(settings: StackSettings) -> list[str]:
     return [f"{REDIS_NAME}-{ordinal}.{domain}" for ordinal in range(count)]
 
 
+def redis_pod_testinfra_hosts(settings: StackSettings) -> list[str]:
+    """Every Redis pod as a testinfra host, its `redis` container reached by kubectl exec."""
+    return [
+        f"kubectl://{REDIS_NAME}-{ordinal}?namespace={settings.namespace}&container=redis"
+        for ordinal in range(settings.redis.node_count)
+    ]
+
+
 def redis_nodes(settings: StackSettings) -> list[str]:
     """`host:port` of every Redis pod: the cluster's seed list and the bootstrap's nodes."""
     return [f"{host}:{REDIS_PORT}" for host in redis_pod_hosts(settings)]
@@ -244,12 +252,14 @@ def smoke_command(settings: StackSettings) -> str:
     """The post-deploy smoke run for this stack, ready to paste (from where the names resolve).
 
     SMOKE_REDIS_PASSWORD_SECRET is `<namespace>/<secret>`: the smoke suite reads the admin
-    password from that Secret's `password` key, so no password is ever printed.
+    password from that Secret's `password` key, so no password is ever printed. SMOKE_HOSTS
+    names every Redis pod for the testinfra checks (through kubectl exec).
     """
     env = {
         "SMOKE_GATEWAY_URL": gateway_url(settings),
         "SMOKE_REDIS_NODES": ",".join(redis_endpoints(settings)),
         "SMOKE_REDIS_USERNAME": ADMIN_USER,
         "SMOKE_REDIS_PASSWORD_SECRET": f"{settings.namespace}/{SECRETS.admin}",
+        "SMOKE_HOSTS": ",".join(redis_pod_testinfra_hosts(settings)),
     }
     return " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " make smoke"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import kubernetes_validate
@@ -176,6 +177,10 @@ def test_exports_name_endpoints_secrets_and_the_smoke_command(stack: Deployment)
         f"SMOKE_REDIS_PASSWORD_SECRET={namespace}/redis-admin",
     ):
         assert variable in smoke
+    assigned = dict(word.split("=", 1) for word in shlex.split(smoke)[:-2])
+    hosts = assigned["SMOKE_HOSTS"].split(",")
+    assert len(hosts) == (6 if stack.env == "prod" else 1)  # every Redis pod
+    assert hosts[0] == f"kubectl://redis-0?namespace={namespace}&container=redis"
     assert exports["redisAdminPassword"] not in smoke
     if stack.env == "prod":
         assert len(exports["redisEndpoints"]) == 6 and "redisClusterNodes" in exports
