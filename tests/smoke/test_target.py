@@ -119,7 +119,11 @@ def test_the_pulumi_smoke_command_is_understood(env, tmp_path):
     assert target.redis_admin.password == "deployed-pw"
     assert set(target.service_users) == {"auth", "courses", "enrollments"}
     assert "forbidden" in target.service_users_missing["gateway"]
-    assert target.student is None and target.hosts == []  # said and skipped, not guessed
+    assert target.student is None  # said and skipped, not guessed
+    # Every Redis pod, reached through kubectl exec, for the host checks.
+    assert target.hosts == environ["SMOKE_HOSTS"].split(",")
+    assert len(target.hosts) == load_environment(env).redis.node_count
+    assert all(h.startswith("kubectl://redis-") for h in target.hosts)
     assert f"course-redis-{env}/redis-admin" in reads
 
 
