@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 
-from courseredis.services.gateway import client_ip, match_route, plan
+from courseredis import keys
+from courseredis.services.gateway import client_ip, match_route, plan, route_policies
 from courseredis.services.settings import GatewaySettings, LimitSpec, RoutePolicy
 from tests.services.conftest import redis_per_service
 from tests.services.flows import login
@@ -51,6 +53,27 @@ async def test_requests_are_forwarded_with_the_upstream_answer(platform, credent
     assert "RateLimit-Remaining" in response.headers
 
 
+async def test_behind_a_trusted_proxy_the_client_address_is_limited_not_a_forged_one(
+    stack, seeded_database, credentials, admin_client
+):
+    client = f"198.51.100.{random.randint(1, 254)}"
+    forged = f"203.0.113.{random.randint(1, 254)}"
+    async with running_platform(
+        redis_per_service(stack), seeded_database[0], trusted_proxies=["2001:db8::/32"]
+    ) as platform:  # its peer, the proxy, is in 2001:db8::/32
+        session = await login(platform.gateway, *credentials.students[5])
+        # The client's own line first, then the one the proxy added: one list, in order.
+        headers = [
+            *session.headers.items(),
+            ("X-Forwarded-For", forged),
+            ("X-Forwarded-For", f"{client}, 2001:db8::7"),
+        ]
+        response = await platform.gateway.get("/courses/1", headers=headers)
+    assert response.status_code == 200
+    assert admin_client.exists(keys.ratelimit_ip(client, "courses.read")) == 1
+    assert admin_client.exists(keys.ratelimit_ip(forged, "courses.read")) == 0
+
+
 @pytest.mark.parametrize(
     ("peer", "forwarded", "trusted", "expected"),
     [
@@ -69,8 +92,7 @@ def test_the_client_ip_comes_from_trusted_proxies_only(peer, forwarded, trusted,
 def test_every_route_maps_to_a_fixed_rate_limit_name():
     assert match_route("GET", "/courses/{x}").name == "courses.read"  # type: ignore[union-attr]
     assert match_route("POST", "/courses/7/enrollments").name == "enrollments.create"  # type: ignore[union-attr]
-    settings = GatewaySettings()
-    checks = plan("courses.read", settings, "2001:db8::1", None)
+    checks = plan("courses.read", route_policies(GatewaySettings()), "2001:db8::1", None)
     assert [op.keys for op in checks.ops] == [("ratelimit:ip:2001:db8::1:courses.read",)]  # type: ignore[union-attr]
 
 

@@ -4,23 +4,33 @@ Per request it verifies the JWT locally, then sends all its Redis work at once, 
 batch: the blacklist check, the rate-limit decisions per IP and per user, and the session
 touch. On a single node that is one pipeline; on a cluster, one pipeline per node, sent in
 parallel: one round trip of latency either way. Then it forwards to the upstream service
-over a pooled HTTP client.
+over a pooled HTTP client (`upstream`).
 
 Failure policy when Redis cannot answer: the blacklist fails closed (503), each rate limit
 follows its policy (open by default, closed for login), the session touch is skipped.
+
+The catch-all route is a plain ASGI endpoint rather than a FastAPI one: the gateway reads
+three headers and passes the rest through, and FastAPI's request parsing and dependency
+solving per request would cost it more CPU than its own work.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
+from urllib.parse import quote_from_bytes
 
 import httpx
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
+from starlette.routing import Route as AsgiRoute
+from starlette.types import Receive, Scope, Send
 
 from courseredis import keys
 from courseredis.patterns.blacklist import is_revoked_command
@@ -40,8 +50,17 @@ from courseredis.services.settings import GatewaySettings
 from courseredis.services.tokens import (
     AccessClaims,
     InvalidToken,
+    TokenVerifier,
     bearer_token,
-    decode_access_token,
+)
+from courseredis.services.upstream import (
+    HttpxUpstream,
+    Origin,
+    RawHeaders,
+    Upstream,
+    UpstreamPool,
+    UpstreamTimeout,
+    UpstreamUnreachable,
 )
 
 log = logging.getLogger(__name__)
@@ -77,20 +96,29 @@ ROUTES = (
     ),
 )
 # Hop-by-hop headers end at the gateway (RFC 9110 7.6.1), as does the client's own view of
-# who forwarded it.
+# who forwarded it. Names as ASGI carries them: lower case bytes.
 _HOP_BY_HOP = {
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "content-length",
-    "x-forwarded-for",
+    b"connection",
+    b"keep-alive",
+    b"proxy-authenticate",
+    b"proxy-authorization",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+    b"host",
+    b"content-length",
+    b"x-forwarded-for",
 }
+# The gateway's server sets its own Date and Server: passing the upstream's would double them.
+_NOT_RETURNED = _HOP_BY_HOP | {b"date", b"server"}
+# Characters a path or a query may carry unescaped (RFC 3986); anything else the client
+# sent raw is percent-encoded before it goes upstream. '%' stays: the client's own escapes
+# reach the upstream as they came, so it decodes the path the gateway matched.
+_PATH_SAFE = b"/%!$&'()*+,;=:@-._~"
+_QUERY_SAFE = _PATH_SAFE + b"?"
+# Each route's limits (per IP, per user), built once rather than per request.
+RoutePolicies: TypeAlias = dict[str, tuple[Policy | None, Policy | None]]
 
 
 def match_route(method: str, path: str) -> Route | None:
@@ -100,10 +128,31 @@ def match_route(method: str, path: str) -> Route | None:
     return None
 
 
-def client_ip(peer: str | None, forwarded_for: str | None, trusted: list[str]) -> str:
+Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@functools.lru_cache(maxsize=16)
+def _networks(trusted: tuple[str, ...]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(n, strict=False) for n in trusted)
+
+
+def client_ip(peer: str | None, forwarded_for: str | None, trusted: Iterable[str]) -> str:
     """The client's address: the peer, unless the peer is a trusted proxy; then the
     right-most address in X-Forwarded-For that is not itself a trusted proxy."""
-    networks = [ipaddress.ip_network(n, strict=False) for n in trusted]
+    if forwarded_for is not None and len(forwarded_for) > _CACHED_FORWARDED_LENGTH:
+        return _client_ip.__wrapped__(peer, forwarded_for, tuple(trusted))
+    return _client_ip(peer, forwarded_for, tuple(trusted))
+
+
+# The same few clients (and proxies) come again and again: parsing their addresses each
+# time would cost more than the rest of the check. A long header (a client's to make up)
+# is not kept, so the cache stays small.
+_CACHED_FORWARDED_LENGTH = 256
+
+
+@functools.lru_cache(maxsize=4096)
+def _client_ip(peer: str | None, forwarded_for: str | None, trusted: tuple[str, ...]) -> str:
+    networks = _networks(trusted)
 
     def is_trusted(address: str) -> bool:
         try:
@@ -117,7 +166,7 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted: list[str]) -
         current = ipaddress.ip_address(current).compressed
     except ValueError:
         return "0.0.0.0"  # not an IP (a unix socket): one bucket for all such peers
-    if not is_trusted(current) or not forwarded_for:
+    if not networks or not forwarded_for or not is_trusted(current):
         return current
     for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
         try:
@@ -130,6 +179,13 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted: list[str]) -
     return current
 
 
+def route_policies(settings: GatewaySettings) -> RoutePolicies:
+    return {
+        name: (route.policy(route.per_ip), route.policy(route.per_user))
+        for name, route in settings.rate_limits.items()
+    }
+
+
 @dataclass
 class Checks:
     """The Redis work of one request, assembled before anything is sent."""
@@ -140,9 +196,7 @@ class Checks:
     limits: list[tuple[int, Policy, str]] | None = None  # (index, policy, scope)
 
 
-def plan(
-    route_name: str, settings: GatewaySettings, ip: str, claims: AccessClaims | None
-) -> Checks:
+def plan(route_name: str, policies: RoutePolicies, ip: str, claims: AccessClaims | None) -> Checks:
     checks = Checks(ops=[], limits=[])
     assert checks.limits is not None
     if claims is not None:
@@ -150,64 +204,131 @@ def plan(
         checks.ops.append(is_revoked_command(claims.jti))
         checks.session_at = len(checks.ops)
         checks.ops.append(touch_script(claims.session_id, TOUCH_THROTTLE))
-    route_policy = settings.rate_limits[route_name]
-    per_ip = route_policy.policy(route_policy.per_ip)
+    per_ip, per_user = policies[route_name]
     if per_ip is not None:
         checks.limits.append((len(checks.ops), per_ip, "ip"))
         checks.ops.append(hit_script(keys.ratelimit_ip(ip, route_name), per_ip))
-    per_user = route_policy.policy(route_policy.per_user)
     if per_user is not None and claims is not None:
         checks.limits.append((len(checks.ops), per_user, "user"))
         checks.ops.append(hit_script(keys.ratelimit_user(claims.user_id, route_name), per_user))
     return checks
 
 
-def _rate_headers(decision: Decision) -> dict[str, str]:
-    headers = decision.headers()
-    headers.pop("Retry-After", None)
-    return headers
+def _rate_headers(decision: Decision) -> RawHeaders:
+    return [
+        (name.encode(), value.encode())
+        for name, value in decision.headers().items()
+        if name != "Retry-After"
+    ]
 
 
-def create_gateway_routes(app: FastAPI, settings: GatewaySettings) -> None:
-    upstreams = {
-        "auth": settings.auth_url.rstrip("/"),
-        "courses": settings.courses_url.rstrip("/"),
-        "enrollments": settings.enrollments_url.rstrip("/"),
-    }
+class Forward:
+    """The catch-all endpoint: checks, then the upstream's answer or the refusal."""
 
-    @app.api_route(
-        "/{path:path}",
-        methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
-        include_in_schema=False,
-    )
-    async def forward(request: Request, path: str) -> Response:
-        runtime: Runtime = request.app.state.runtime
-        route = match_route(request.method, "/" + path)
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.upstreams = {
+            "auth": Origin.parse(settings.auth_url),
+            "courses": Origin.parse(settings.courses_url),
+            "enrollments": Origin.parse(settings.enrollments_url),
+        }
+        self.trusted = tuple(settings.trusted_proxies)
+        self.policies = route_policies(settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            response = await self.answer(scope, receive)
+        except ClientDisconnect:
+            return  # gone before its body arrived: nobody is left to answer
+        if isinstance(response, Response):
+            await response(scope, receive, send)
+            return
+        status, headers, body = response
+        if status >= 200 and status not in (204, 304):  # the statuses that have a body
+            headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def answer(
+        self, scope: Scope, receive: Receive
+    ) -> Response | tuple[int, RawHeaders, bytes]:
+        runtime: Runtime = scope["app"].state.runtime
+        tokens: TokenVerifier = runtime.extras["tokens"]
+        route = match_route(scope["method"], scope["path"])
         if route is None:
             return json_error(404, "no such route")
+        authorization: str | None = None
+        forwarded: list[str] = []
+        for name, value in scope["headers"]:
+            if name == b"authorization" and authorization is None:
+                authorization = value.decode("latin-1")
+            elif name == b"x-forwarded-for":
+                forwarded.append(value.decode("latin-1"))
+        # Several X-Forwarded-For lines are one list, in order (RFC 9110 5.3).
+        forwarded_for = ", ".join(forwarded) if forwarded else None
         claims: AccessClaims | None = None
         if not route.public:
             try:
-                claims = decode_access_token(
-                    runtime.settings.jwt_secret.get_secret_value(),
-                    runtime.settings.jwt_issuer,
-                    bearer_token(request.headers.get("authorization")),
-                )
+                claims = tokens.verify(bearer_token(authorization))
             except InvalidToken as error:
                 return json_error(401, str(error), {"WWW-Authenticate": "Bearer"})
-        ip = client_ip(
-            request.client.host if request.client else None,
-            request.headers.get("x-forwarded-for"),
-            settings.trusted_proxies,
-        )
-        checks = plan(route.name, settings, ip, claims)
+        peer = scope.get("client")
+        ip = client_ip(peer[0] if peer else None, forwarded_for, self.trusted)
+        checks = plan(route.name, self.policies, ip, claims)
         refusal, binding = await _decide(runtime, route, checks)
         if refusal is not None:
             return refusal
-        response = await _proxy(runtime, request, upstreams[route.upstream] + "/" + path, ip)
+        reply = await self.proxy(runtime, scope, receive, route, ip)
+        if isinstance(reply, Response):
+            return reply
+        status, headers, body = reply
         if binding is not None:
-            response.headers.update(_rate_headers(binding))
-        return response
+            headers += _rate_headers(binding)
+        return status, headers, body
+
+    async def proxy(
+        self, runtime: Runtime, scope: Scope, receive: Receive, route: Route, ip: str
+    ) -> Response | tuple[int, RawHeaders, bytes]:
+        upstream: Upstream = runtime.extras["upstream"]
+        origin = self.upstreams[route.upstream]
+        target = quote_from_bytes(scope.get("raw_path") or scope["path"].encode(), _PATH_SAFE)
+        if scope["query_string"]:
+            target += "?" + quote_from_bytes(scope["query_string"], _QUERY_SAFE)
+        headers = [(k, v) for k, v in scope["headers"] if k not in _HOP_BY_HOP]
+        headers.append((b"x-forwarded-for", ip.encode()))
+        body = await _read_body(receive)
+        try:
+            reply = await upstream.send(scope["method"], origin, target, headers, body)
+        except UpstreamTimeout:
+            return json_error(504, "upstream timed out")
+        except UpstreamUnreachable as error:
+            log.warning(
+                "upstream unreachable", extra={"url": origin.url + target, "error": str(error)}
+            )
+            return json_error(502, "upstream unavailable")
+        out = [(k, v) for k, v in reply.headers if k.lower() not in _NOT_RETURNED]
+        return reply.status, out, reply.body
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def create_gateway_routes(app: FastAPI, settings: GatewaySettings) -> None:
+    app.router.routes.append(
+        AsgiRoute(
+            "/{path:path}",
+            Forward(settings),
+            methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
+            include_in_schema=False,
+        )
+    )
 
 
 async def _decide(
@@ -261,48 +382,28 @@ async def _decide(
     return None, binding
 
 
-async def _proxy(runtime: Runtime, request: Request, url: str, ip: str) -> Response:
-    http: httpx.AsyncClient = runtime.extras["http"]
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
-    headers["x-forwarded-for"] = ip
-    try:
-        upstream = await http.request(
-            request.method,
-            url,
-            params=request.query_params,
-            headers=headers,
-            content=await request.body(),
-        )
-    except httpx.InvalidURL:
-        return json_error(400, "malformed request path")
-    except httpx.TimeoutException:
-        return json_error(504, "upstream timed out")
-    except httpx.HTTPError as error:
-        log.warning("upstream unreachable", extra={"url": url, "error": str(error)})
-        return json_error(502, "upstream unavailable")
-    # httpx has decoded the body already, so its content-encoding no longer applies; the
-    # gateway's server sets its own Date and Server (passing the upstream's would double them).
-    dropped = _HOP_BY_HOP | {"content-encoding", "date", "server"}
-    out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in dropped}
-    return Response(upstream.content, status_code=upstream.status_code, headers=out_headers)
-
-
-def http_client_hook(
+def startup_hook(
     settings: GatewaySettings, transport: httpx.AsyncBaseTransport | None
 ) -> Callable[[Runtime], Awaitable[Callable[[], Awaitable[None]]]]:
+    """Prepare the token verifier and the upstream client: its own pool over TCP, or httpx
+    over the given transport."""
+
     async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
-        client = httpx.AsyncClient(
-            timeout=settings.upstream_timeout_s,
-            limits=httpx.Limits(
+        runtime.extras["tokens"] = TokenVerifier(
+            runtime.settings.jwt_secret.get_secret_value(), runtime.settings.jwt_issuer
+        )
+        client: Upstream
+        if transport is not None:
+            client = HttpxUpstream(transport, timeout_s=settings.upstream_timeout_s)
+        else:
+            client = UpstreamPool(
+                timeout_s=settings.upstream_timeout_s,
                 max_connections=settings.upstream_max_connections,
-                max_keepalive_connections=settings.upstream_max_connections,
                 # Below uvicorn's 5 s keep-alive: the gateway drops an idle connection before
                 # the upstream can close it under a request being sent (a 502 otherwise).
-                keepalive_expiry=2.0,
-            ),
-            transport=transport,
-        )
-        runtime.extras["http"] = client
+                keepalive_s=2.0,
+            )
+        runtime.extras["upstream"] = client
         return client.aclose
 
     return start

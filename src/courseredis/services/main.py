@@ -37,7 +37,7 @@ def build(
             settings=settings,
             redis_settings=redis_settings,
             uses_database=False,
-            startup=[gateway.http_client_hook(gateway_settings, upstream_transport)],
+            startup=[gateway.startup_hook(gateway_settings, upstream_transport)],
         )
         gateway.create_gateway_routes(app, gateway_settings)
         return app

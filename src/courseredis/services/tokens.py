@@ -94,6 +94,35 @@ def decode_access_token(secret: str, issuer: str, token: str) -> AccessClaims:
     return AccessClaims(user_id, tuple(roles), jti, session_id, expires_at)
 
 
+class TokenVerifier:
+    """`decode_access_token` for one key and issuer, remembering the tokens it accepted.
+
+    The same string under the same key always verifies alike, so a token seen before only
+    needs its expiry checked again; whether it was revoked is not decided here (the gateway
+    asks Redis on every request). Only accepted tokens are kept: one refused for a reason
+    that time can lift (an `nbf` or `iat` in the future) is verified anew each time. The
+    oldest entry makes room for a new one.
+    """
+
+    def __init__(self, secret: str, issuer: str, max_tokens: int = 4096) -> None:
+        self._secret = secret
+        self._issuer = issuer
+        self._max_tokens = max_tokens
+        self._accepted: dict[str, AccessClaims] = {}
+
+    def verify(self, token: str) -> AccessClaims:
+        claims = self._accepted.get(token)
+        if claims is None:
+            claims = decode_access_token(self._secret, self._issuer, token)
+            if len(self._accepted) >= self._max_tokens:
+                del self._accepted[next(iter(self._accepted))]
+            self._accepted[token] = claims
+        elif claims.expires_at <= time.time():  # PyJWT's own test, without leeway
+            del self._accepted[token]
+            raise InvalidToken("token expired")
+        return claims
+
+
 def bearer_token(authorization: str | None) -> str:
     if not authorization:
         raise InvalidToken("missing bearer token")
