@@ -99,9 +99,54 @@ def test_two_limits_are_decided_together_and_the_tighter_one_binds(client, algor
 @pytest.mark.parametrize("algorithm", list(Algorithm))
 def test_a_key_lives_no_longer_than_its_rule(client, algorithm):
     key, policy = fresh_key(), Policy.of((5, MINUTE), (100, HOUR), algorithm=algorithm)
-    RateLimiter(client).hit(key, policy)
     longest = timedelta(hours=2) if algorithm is Algorithm.SLIDING_COUNTER else HOUR
+    limiter = RateLimiter(client)
+    limiter.hit(key, policy)
     assert_follows_schema(client, key, max_ttl=longest)
+    # Later hits in the same windows keep the expiry set when they started.
+    limiter.hit(key, policy)
+    assert_follows_schema(client, key, max_ttl=longest)
+
+
+RECORD_KEEPING = [a for a in Algorithm if a is not Algorithm.SLIDING_LOG]
+
+
+@pytest.mark.parametrize("algorithm", RECORD_KEEPING)
+def test_a_hash_left_by_an_older_release_counts_as_a_fresh_key(client, algorithm):
+    key, policy = fresh_key(), Policy.of((3, MINUTE), algorithm=algorithm)
+    client.hset(key, mapping={"60000:t": "1", "60000:b": "1", "60000:c": "99"})
+    client.pexpire(key, 60_000)
+    decision = RateLimiter(client).hit(key, policy)
+    assert decision.allowed and decision.remaining == 2
+    assert client.type(key) == "string"
+    assert_follows_schema(client, key, max_ttl=timedelta(hours=2))
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [(Algorithm.SLIDING_LOG, Algorithm.GCRA), (Algorithm.GCRA, Algorithm.SLIDING_LOG)],
+)
+def test_a_route_that_changes_algorithm_starts_afresh(client, before, after):
+    key = fresh_key()
+    limiter = RateLimiter(client)
+    for _ in range(3):
+        limiter.hit(key, Policy.of((3, MINUTE), algorithm=before))
+    decision = limiter.hit(key, Policy.of((3, MINUTE), algorithm=after))
+    assert decision.allowed and decision.remaining == 2
+    assert_follows_schema(client, key)
+
+
+@pytest.mark.parametrize("algorithm", RECORD_KEEPING)
+def test_a_key_keeps_the_windows_of_another_policy_it_does_not_decide(client, algorithm):
+    away_from_a_window_edge(algorithm)
+    key, limiter = fresh_key(), RateLimiter(client)
+    per_minute = Policy.of((3, MINUTE), algorithm=algorithm)
+    per_hour = Policy.of((10, HOUR), algorithm=algorithm)
+    limiter.hit(key, per_minute)
+    limiter.hit(key, per_minute)
+    assert limiter.hit(key, per_hour).remaining == 9
+    assert limiter.hit(key, per_minute).remaining == 0
+    assert limiter.hit(key, per_hour).remaining == 8
 
 
 def test_hits_in_the_same_millisecond_are_distinct_log_entries(client):

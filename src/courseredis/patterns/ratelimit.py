@@ -9,18 +9,18 @@ route), so they are decided atomically without hash tags and never raise CROSSSL
 from __future__ import annotations
 
 import enum
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Literal
+from random import getrandbits
+from typing import Any, Literal, NoReturn
 
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.exceptions import ConnectionError, NoScriptError, TimeoutError
 
 from courseredis import keys
 from courseredis.connection import AsyncClient, SyncClient
-from courseredis.patterns.flow import Flow, Script, key_checker, run_async, run_sync
-from courseredis.patterns.lua import load
+from courseredis.patterns.flow import Script, key_checker
+from courseredis.patterns.lua import LuaScript, load
 
 
 class Algorithm(enum.StrEnum):
@@ -75,7 +75,10 @@ class Policy:
     # Open: admit when Redis cannot answer (availability first, e.g. course reads).
     # Closed: refuse with 503 (protection first, e.g. login against password guessing).
     on_redis_error: Literal["open", "closed"] = "open"
-    _args: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    # Derived once: every decision reads them.
+    _script: LuaScript = field(init=False, repr=False, compare=False)
+    _args: tuple[int, ...] = field(init=False, repr=False, compare=False)  # (limit, window_ms)*
+    _argv_of_one: tuple[Any, ...] = field(init=False, repr=False, compare=False)  # cost 1, no nonce
     _max_cost: int = field(init=False, repr=False, compare=False)  # the smallest limit
 
     def __post_init__(self) -> None:
@@ -87,7 +90,9 @@ class Policy:
         flat: list[int] = []
         for limit in self.limits:
             flat += [limit.limit, limit.window_ms]
+        object.__setattr__(self, "_script", load(_SCRIPTS[self.algorithm]))
         object.__setattr__(self, "_args", tuple(flat))
+        object.__setattr__(self, "_argv_of_one", (1, "", *flat))
         object.__setattr__(self, "_max_cost", min(limit.limit for limit in self.limits))
 
     @classmethod
@@ -123,30 +128,35 @@ class Decision:
         return out
 
 
-def hit_script(key: str, policy: Policy, cost: int = 1) -> Script:
-    """The one Lua call that decides `cost` hits on `key`; for batching with other calls."""
+def _argv(key: str, policy: Policy, cost: int) -> tuple[Any, ...]:
+    """ARGV of the policy's script for `cost` hits on `key`, once both are checked."""
     _require_rate_limit_key(key)
+    if type(cost) is not int or not 0 < cost <= policy._max_cost:
+        _refuse_cost(cost, policy)
+    if policy.algorithm is Algorithm.SLIDING_LOG:
+        # The nonce keeps the log's members distinct (see its script): uniqueness, not
+        # secrecy, so the fast `random` (reseeded in forked children) over `secrets`.
+        return (cost, f"{getrandbits(32):x}", *policy._args)
+    # The others ignore ARGV[2].
+    return policy._argv_of_one if cost == 1 else (cost, "", *policy._args)
+
+
+def _refuse_cost(cost: object, policy: Policy) -> NoReturn:
     if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
         raise ValueError(f"cost must be a positive int, not {cost!r}")
-    if cost > policy._max_cost:
-        raise ValueError(f"cost {cost} exceeds a limit of the policy: it could never pass")
-    # Only the log needs the nonce (to keep hits of one millisecond apart); the others
-    # ignore ARGV[2], and drawing random bytes is not free.
-    nonce = secrets.token_hex(4) if policy.algorithm is Algorithm.SLIDING_LOG else ""
-    return Script(load(_SCRIPTS[policy.algorithm]), (key,), (cost, nonce, *policy._args))
+    raise ValueError(f"cost {cost} exceeds a limit of the policy: it could never pass")
+
+
+def hit_script(key: str, policy: Policy, cost: int = 1) -> Script:
+    """The one Lua call that decides `cost` hits on `key`; for batching with other calls."""
+    return Script(policy._script, (key,), _argv(key, policy, cost))
 
 
 def parse_decision(policy: Policy, reply: Sequence[Any]) -> Decision:
-    allowed, remaining, retry_after, reset, binding = map(int, reply)
+    # Integer replies come back as ints whatever `decode_responses` the client has.
+    allowed, remaining, retry_after, reset, binding = reply
     limit = policy.limits[binding - 1]
-    return Decision(
-        allowed=bool(allowed),
-        limit=limit.limit,
-        window_ms=limit.window_ms,
-        remaining=remaining,
-        retry_after_ms=retry_after,
-        reset_ms=reset,
-    )
+    return Decision(allowed == 1, limit.limit, limit._window_ms, remaining, retry_after, reset)
 
 
 def degraded_decision(policy: Policy) -> Decision:
@@ -157,13 +167,11 @@ def degraded_decision(policy: Policy) -> Decision:
     return Decision(True, first.limit, first.window_ms, first.limit, 0, 0, degraded=True)
 
 
-def _hit(key: str, policy: Policy, cost: int) -> Flow[Decision]:
-    script = hit_script(key, policy, cost)
-    try:
-        reply = yield script
-    except (ConnectionError, TimeoutError):
-        return degraded_decision(policy)
-    return parse_decision(policy, reply)
+# A decision is a single script call, so `hit` sends it directly instead of running a flow
+# (patterns.flow): on loopback the generator and op dispatch cost more than all the other
+# Python around the call. Everything but the I/O (arguments, reply, failure policy) is the
+# shared functions above; the sync and asyncio `hit` differ only in `await`, as flow's own
+# script runners do.
 
 
 class RateLimiter:
@@ -173,7 +181,18 @@ class RateLimiter:
         self._client = client
 
     def hit(self, key: str, policy: Policy, cost: int = 1) -> Decision:
-        return run_sync(self._client, _hit(key, policy, cost))
+        argv = _argv(key, policy, cost)
+        script = policy._script
+        execute: Any = self._client.execute_command
+        try:
+            try:
+                reply = execute("EVALSHA", script.sha, 1, key, *argv)
+            except NoScriptError:
+                # EVAL caches the script on that node, so the next EVALSHA finds it.
+                reply = execute("EVAL", script.source, 1, key, *argv)
+        except (ConnectionError, TimeoutError):
+            return degraded_decision(policy)
+        return parse_decision(policy, reply)
 
 
 class AsyncRateLimiter:
@@ -183,4 +202,14 @@ class AsyncRateLimiter:
         self._client = client
 
     async def hit(self, key: str, policy: Policy, cost: int = 1) -> Decision:
-        return await run_async(self._client, _hit(key, policy, cost))
+        argv = _argv(key, policy, cost)
+        script = policy._script
+        execute: Any = self._client.execute_command
+        try:
+            try:
+                reply = await execute("EVALSHA", script.sha, 1, key, *argv)
+            except NoScriptError:
+                reply = await execute("EVAL", script.source, 1, key, *argv)
+        except (ConnectionError, TimeoutError):
+            return degraded_decision(policy)
+        return parse_decision(policy, reply)

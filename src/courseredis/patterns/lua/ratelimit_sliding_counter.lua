@@ -1,8 +1,9 @@
 --[[ Sliding window counter: the previous window's count, weighted by how much of it still
 overlaps the sliding window, plus the current window's count. O(1) memory per limit.
 
-KEYS[1]  the rate-limit key (hash; per window_ms: ':b' window index, ':c' its count,
-         ':p' the count of the window before it)
+KEYS[1]  the rate-limit key (string: one record per window, separated by spaces,
+         '<window_ms>s<window index>:<its count>:<the count of the window before it>';
+         records of windows the policy lacks are kept)
 ARGV[1]  cost (integer >= 1)
 ARGV[2]  unused (kept so every algorithm takes the same ARGV)
 ARGV[3..] pairs (limit, window_ms), all decided together; windows are distinct
@@ -10,14 +11,17 @@ Returns  {allowed (0|1), remaining, retry_after_ms, reset_ms, binding limit inde
          as in ratelimit_sliding_log.lua.
 The estimate is prev * (w - elapsed) / w + cur; it is compared as integers,
 prev * (w - elapsed) + cur * w against limit * w, so no rounding admits an extra hit.
-Cost: every redis.call has a fixed price, so all limits are read with one HMGET and
-written with one HSET, and the TTL (two windows from the start of the current one, fixed
-while it lasts) is set only when a window starts.
+A key of another type (a hash of an older release, or a sorted set of the sliding log
+before the route changed algorithm) counts as fresh, and the SET replaces it.
+Cost: every redis.call has a fixed price and every write is propagated to the replicas
+on its own, so all limits are read with one GET and written with one SET. The TTL (two
+windows from the start of the current one, fixed while it lasts) is set by that SET when
+a window starts, and kept (KEEPTTL) otherwise.
 ]]
 local key = KEYS[1]
 local cost = tonumber(ARGV[1])
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local n = (#ARGV - 2) / 2
 
 local function wait_until_fits(limit, w, elapsed, cur, prev, need)
@@ -33,32 +37,32 @@ local function wait_until_fits(limit, w, elapsed, cur, prev, need)
   return (w - elapsed) + math.max(0, e)
 end
 
-local fields = {}
-for i = 1, n do
-  local window = ARGV[2 + 2 * i]
-  fields[3 * i - 2] = window .. ':b'
-  fields[3 * i - 1] = window .. ':c'
-  fields[3 * i] = window .. ':p'
+local old_buckets, old_curs, old_prevs = {}, {}, {}
+local stored = redis.pcall('GET', key)
+if type(stored) == 'string' then
+  for window, bucket, cur, prev in string.gmatch(stored, '(%d+)s(%d+):(%d+):(%d+)') do
+    old_buckets[window], old_curs[window], old_prevs[window] = bucket, cur, prev
+  end
 end
-local stored = redis.call('HMGET', key, unpack(fields))
 
 local allowed, retry_after, started = 1, 0, false
-local limits, ws, buckets, elapseds, curs, prevs = {}, {}, {}, {}, {}, {}
+local buckets, curs, prevs = {}, {}, {}
 for i = 1, n do
   local limit = tonumber(ARGV[1 + 2 * i])
-  local w = tonumber(ARGV[2 + 2 * i])
+  local window = ARGV[2 + 2 * i]
+  local w = tonumber(window)
   local bucket = math.floor(now / w)
   local elapsed = now - bucket * w
   local cur, prev = 0, 0
-  local stored_bucket = tonumber(stored[3 * i - 2])
+  local stored_bucket = tonumber(old_buckets[window])
   if stored_bucket == bucket then
-    cur, prev = tonumber(stored[3 * i - 1]) or 0, tonumber(stored[3 * i]) or 0
+    cur, prev = tonumber(old_curs[window]), tonumber(old_prevs[window])
   else
     started = true
-    if stored_bucket == bucket - 1 then prev = tonumber(stored[3 * i - 1]) or 0 end
+    if stored_bucket == bucket - 1 then prev = tonumber(old_curs[window]) end
   end
-  limits[i], ws[i], buckets[i], elapseds[i], curs[i], prevs[i] =
-    limit, w, bucket, elapsed, cur, prev
+  old_buckets[window] = nil                         -- what is left belongs to other policies
+  buckets[i], curs[i], prevs[i] = bucket, cur, prev
   if prev * (w - elapsed) + (cur + cost) * w > limit * w then
     allowed = 0
     local wait = wait_until_fits(limit, w, elapsed, cur, prev, cost)
@@ -67,18 +71,18 @@ for i = 1, n do
 end
 
 local binding, remaining, reset, expire = 1, nil, 0, 0
-local values = {}
+local records = {}
 for i = 1, n do
-  local w, elapsed, prev = ws[i], elapseds[i], prevs[i]
+  local window = ARGV[2 + 2 * i]
+  local w = tonumber(window)
+  local elapsed, prev = now - buckets[i] * w, prevs[i]
   local cur = curs[i]
   if allowed == 1 then
     cur = cur + cost
-    values[6 * i - 5], values[6 * i - 4] = fields[3 * i - 2], buckets[i]
-    values[6 * i - 3], values[6 * i - 2] = fields[3 * i - 1], cur
-    values[6 * i - 1], values[6 * i] = fields[3 * i], prev
+    records[i] = string.format('%ss%d:%d:%d', window, buckets[i], cur, prev)
   end
   local used = math.ceil((prev * (w - elapsed) + cur * w) / w)
-  local left = limits[i] - used
+  local left = tonumber(ARGV[1 + 2 * i]) - used
   local whole = 0
   if cur > 0 then
     whole = 2 * w - elapsed
@@ -91,8 +95,16 @@ for i = 1, n do
   if 2 * w - elapsed > expire then expire = 2 * w - elapsed end
 end
 if allowed == 1 then
-  redis.call('HSET', key, unpack(values))
+  for window, bucket in pairs(old_buckets) do
+    records[#records + 1] = window .. 's' .. bucket .. ':' .. old_curs[window] .. ':'
+      .. old_prevs[window]
+  end
+  local value = table.concat(records, ' ')
   -- Within the same windows the expiry is the one set when they started.
-  if started then redis.call('PEXPIRE', key, math.max(1, expire)) end
+  if started then
+    redis.call('SET', key, value, 'PX', math.max(1, expire))
+  else
+    redis.call('SET', key, value, 'KEEPTTL')
+  end
 end
 return {allowed, math.max(remaining, 0), retry_after, reset, binding}

@@ -13,9 +13,13 @@ Returns  {allowed (0|1), remaining, retry_after_ms, reset_ms, binding limit inde
 Times come from Redis TIME: every client and gateway shares one clock. Scores keep its full
 microsecond: with millisecond scores a hit late in its millisecond left the window up to
 1 ms early, so limit + 1 hits could pass in a span just under the window.
+A key of another type (the string of another algorithm, before the route changed to this
+one) counts as fresh: it is deleted.
 Cost: every redis.call has a fixed price. After the trim every member is inside the
 longest window, so its count is ZCARD; the hits are added with one ZADD; the TTL moves only
-when the newest hit does, so a refusal leaves it alone.
+when the newest hit does, so a refusal leaves it alone. An admitted hit is the newest (a
+server clock stepped back aside, which shortens reset and TTL by the step), so only a
+refusal reads the newest back.
 ]]
 local key = KEYS[1]
 local cost = tonumber(ARGV[1])
@@ -31,7 +35,9 @@ for i = 1, n do
 end
 -- A hit at time s is inside a window w while s > now - w. (Numbers go to redis.call whole,
 -- but Lua's own tostring keeps 14 digits: microsecond bounds are formatted with %d.)
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now - longest)
+if type(redis.pcall('ZREMRANGEBYSCORE', key, '-inf', now - longest)) == 'table' then
+  redis.call('DEL', key)  -- WRONGTYPE: the only error a trim can raise
+end
 
 local allowed = 1
 local retry_after = 0
@@ -62,28 +68,33 @@ if allowed == 1 then
   -- microseconds within the millisecond and the caller's random nonce make a clash
   -- vanishingly rare, in few bytes (memory grows with them).
   local stamp = (now % 1000) .. nonce
-  local hits = {now, stamp}
-  for j = 2, cost do
-    hits[2 * j - 1], hits[2 * j] = now, stamp .. ':' .. j
+  if cost == 1 then
+    redis.call('ZADD', key, now, stamp)
+  else
+    local hits = {now, stamp}
+    for j = 2, cost do
+      hits[2 * j - 1], hits[2 * j] = now, stamp .. ':' .. j
+    end
+    redis.call('ZADD', key, unpack(hits))
   end
-  redis.call('ZADD', key, unpack(hits))
+  redis.call('PEXPIRE', key, math.ceil(longest / 1000))
 end
 
-local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+local newest = now
+if allowed == 0 then
+  newest = tonumber(redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2])
+end
 local binding, remaining, reset = 1, nil, 0
 for i = 1, n do
   local limit = tonumber(ARGV[1 + 2 * i])
   local window = tonumber(ARGV[2 + 2 * i]) * 1000
   local left = limit - counts[i] - (allowed * cost)
   local whole = 0
-  if newest[2] and tonumber(newest[2]) > now - window then
-    whole = math.ceil((tonumber(newest[2]) + window - now) / 1000)
+  if newest and newest > now - window then
+    whole = math.ceil((newest + window - now) / 1000)
   end
   if remaining == nil or left < remaining or (left == remaining and whole > reset) then
     binding, remaining, reset = i, left, whole
   end
-end
-if allowed == 1 and newest[2] then
-  redis.call('PEXPIRE', key, math.max(1, math.ceil((tonumber(newest[2]) + longest - now) / 1000)))
 end
 return {allowed, math.max(remaining, 0), retry_after, reset, binding}
