@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import uuid
 
 import pytest
@@ -122,6 +123,55 @@ def test_a_bad_identifier_never_reaches_a_key(builder, args):
 )
 def test_keys_outside_the_schema_belong_to_no_pattern(key):
     assert keys.classify(key) is None
+
+
+def test_a_key_can_belong_to_one_pattern_only():
+    # `require` tries only the patterns it allows: that is sound because no pattern's
+    # literal prefix starts another's.
+    prefixes = [p.prefix for p in keys.PATTERNS]
+    for a in prefixes:
+        assert a
+        assert [b for b in prefixes if b.startswith(a)] == [a]
+
+
+@pytest.mark.parametrize("verdict", [keys.require, keys.check])
+def test_require_and_check_refuse_a_key_of_a_pattern_they_do_not_allow(verdict):
+    with pytest.raises(keys.InvalidIdentifier, match="is not a key of"):
+        verdict(keys.course(7), keys.SESSION, keys.ENROLLMENT_LOCK)
+    for bad in ("course:07", f"course:{2**63}", "ratelimit:ip:2001:0db8::1:login", 7, None):
+        with pytest.raises(keys.InvalidIdentifier):
+            verdict(bad, keys.COURSE_CACHE, keys.RATE_LIMIT_IP)
+    verdict(b"course:7", keys.COURSE_CACHE)
+    verdict(keys.ratelimit_ip("2001:db8::1", "login"), keys.RATE_LIMIT_IP)
+    verdict(f"course:{2**63 - 1}", keys.COURSE_CACHE)
+    assert keys.require(b"course:7", keys.COURSE_CACHE).ids == {"id": "7"}
+
+
+def test_a_key_read_back_holds_identifiers_its_builder_accepts():
+    assert keys.classify(keys.course(2**63 - 1)) is not None
+    assert keys.classify(f"course:{2**63}") is None
+    assert keys.classify(keys.idempotency("a" * 64, "B" * 64)) is not None
+    assert keys.classify("idem:" + "a" * 65 + ":b") is None
+    # Where a regex alone decides, it must admit only what the validator would keep as is.
+    samples = {
+        "int": [str(10**18 - 1), "1"],
+        "uuid": [U],
+        "name": ["a" + "b_.-9" * 12 + "cde", "a"],
+        "token": ["A-_z9" * 12 + "Zz-_", "_"],
+    }
+    assert set(keys._EXACT_REGEX) == set(samples)
+    for kind, regex in keys._EXACT_REGEX.items():
+        for sample in samples[kind]:
+            assert re.fullmatch(regex, sample)
+            value: object = int(sample) if kind == "int" else sample
+            assert keys._VALIDATORS[kind]("x", value) == sample
+        assert not re.fullmatch(regex, samples[kind][0] + "0")  # one longer is refused
+
+
+def test_uuids_go_into_keys_in_canonical_form():
+    assert keys.session(U.upper()) == "session:" + U
+    assert keys.session(uuid.UUID(U)) == "session:" + U
+    assert keys.jwt_revoked(U) == "jwt:revoked:" + U
 
 
 def test_require_names_the_patterns_it_expected():

@@ -14,6 +14,7 @@ are therefore refused in every identifier.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import uuid
@@ -60,7 +61,14 @@ def _positive_int(name: str, value: object) -> str:
     return str(value)
 
 
+# Canonical form: what `str(uuid.UUID(...))` prints. Most ids arrive in it, and a match
+# proves both validity and canonicity without building a UUID object.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _uuid(name: str, value: object) -> str:
+    if type(value) is str and _CANONICAL_UUID.fullmatch(value):
+        return value
     if isinstance(value, uuid.UUID):
         return str(value)
     if not isinstance(value, str):
@@ -122,6 +130,29 @@ _FIELD_REGEX = {
     "name": r"[a-z][a-z0-9_.-]{0,63}",
     "token": r"[A-Za-z0-9_-]{1,64}",
 }
+# Regexes that admit exactly the canonical values their validator accepts, so a match
+# needs no validation: an int of at most 18 digits (below 2**63), and the kinds whose regex
+# is their validator's. An IP's regex admits a superset, and 19 digits may exceed
+# 2**63 - 1: those go to the validators.
+_EXACT_REGEX = {
+    "int": r"[1-9][0-9]{0,17}",
+    "uuid": _FIELD_REGEX["uuid"],
+    "name": _FIELD_REGEX["name"],
+    "token": _FIELD_REGEX["token"],
+}
+
+
+def _compile(template: str, regexes: dict[str, str]) -> re.Pattern[str]:
+    out = []
+    for part in re.split(r"(<[a-z_]+:[a-z]+>)", template):
+        field = re.fullmatch(r"<([a-z_]+):([a-z]+)>", part)
+        if field:
+            out.append(f"(?P<{field.group(1)}>{regexes[field.group(2)]})")
+        else:
+            out.append(re.escape(part))
+    return re.compile("".join(out))
+
+
 _VALIDATORS: dict[str, Callable[[str, object], str]] = {
     "int": _positive_int,
     "uuid": _uuid,
@@ -144,6 +175,12 @@ class TtlRule:
 
 
 @dataclass(frozen=True)
+class KeyMatch:
+    pattern: KeyPattern
+    ids: dict[str, str]
+
+
+@dataclass(frozen=True)
 class KeyPattern:
     name: str
     title: str
@@ -162,42 +199,89 @@ class KeyPattern:
     def owner(self) -> str:
         return ", ".join(self.writers)
 
-    @property
+    # What follows derives from the template once per pattern: builders and key checks sit
+    # on the request path. (cached_property writes the instance's __dict__ directly, which
+    # a frozen dataclass allows.)
+
+    @functools.cached_property
     def fields(self) -> tuple[tuple[str, str], ...]:
         return tuple(
             (m.group(1), m.group(2)) for m in re.finditer(r"<([a-z_]+):([a-z]+)>", self.template)
         )
 
-    @property
+    @functools.cached_property
     def display_template(self) -> str:
         """The template as people write it: `course:<id>`."""
         return re.sub(r"<([a-z_]+):[a-z]+>", r"<\1>", self.template)
 
-    @property
+    @functools.cached_property
     def prefix(self) -> str:
         """The literal text every key of the pattern starts with (for ACL key patterns)."""
         return self.template.split("<", 1)[0]
 
-    @property
+    @functools.cached_property
     def regex(self) -> re.Pattern[str]:
-        parts = re.split(r"(<[a-z_]+:[a-z]+>)", self.template)
-        out = []
-        for part in parts:
-            field = re.fullmatch(r"<([a-z_]+):([a-z]+)>", part)
-            if field:
-                out.append(f"(?P<{field.group(1)}>{_FIELD_REGEX[field.group(2)]})")
-            else:
-                out.append(re.escape(part))
-        return re.compile("".join(out))
+        return _compile(self.template, _FIELD_REGEX)
+
+    @functools.cached_property
+    def _exact_regex(self) -> re.Pattern[str] | None:
+        """A regex whose match alone proves a key valid and canonical; None with an IP."""
+        if any(kind not in _EXACT_REGEX for _, kind in self.fields):
+            return None
+        return _compile(self.template, _EXACT_REGEX)
+
+    @functools.cached_property
+    def _layout(self) -> tuple[tuple[tuple[str, str, Callable[[str, object], str]], ...], str]:
+        """The template as (literal text, field name, validator) steps and a literal tail."""
+        parts = re.split(r"<([a-z_]+):([a-z]+)>", self.template)
+        steps = tuple(
+            (parts[i], parts[i + 1], _VALIDATORS[parts[i + 2]]) for i in range(0, len(parts) - 1, 3)
+        )
+        return steps, parts[-1]
 
     def build(self, **ids: object) -> str:
-        expected = dict(self.fields)
-        if set(ids) != set(expected):
-            raise InvalidIdentifier(f"{self.name} key takes {sorted(expected)}, got {sorted(ids)}")
-        key = self.template
-        for name, kind in expected.items():
-            key = key.replace(f"<{name}:{kind}>", _VALIDATORS[kind](name, ids[name]))
-        return key
+        steps, tail = self._layout
+        if len(ids) != len(steps) or any(name not in ids for _, name, _ in steps):
+            expected = sorted(name for name, _ in self.fields)
+            raise InvalidIdentifier(f"{self.name} key takes {expected}, got {sorted(ids)}")
+        out = []
+        for literal, name, validate in steps:
+            out.append(literal)
+            out.append(validate(name, ids[name]))
+        out.append(tail)
+        return "".join(out)
+
+    def admits(self, key: str) -> bool:
+        """Whether `key` is a key of this pattern (`match`, without collecting the ids)."""
+        exact = self._exact_regex
+        if exact is not None and exact.fullmatch(key) is not None:
+            return True
+        return self.match(key) is not None
+
+    def match(self, key: str) -> KeyMatch | None:
+        """The key's identifiers when it is a key of this pattern, in canonical form."""
+        exact = self._exact_regex
+        if exact is not None:
+            found = exact.fullmatch(key)
+            if found is not None:
+                return KeyMatch(self, found.groupdict())
+        found = self.regex.fullmatch(key)
+        if found is None:
+            return None
+        ids = found.groupdict()
+        # The regex admits a superset (e.g. '1.2.3' as an IP); the validator is the judge,
+        # and a key that is not in canonical form (an uncompressed IPv6) is not ours.
+        steps, tail = self._layout
+        out = []
+        try:
+            for (literal, name, validate), (_, kind) in zip(steps, self.fields, strict=True):
+                value = ids[name]
+                out.append(literal)
+                out.append(validate(name, int(value) if kind == "int" else value))
+        except InvalidIdentifier:
+            return None
+        out.append(tail)
+        return KeyMatch(self, ids) if "".join(out) == key else None
 
 
 JWT_REVOKED = KeyPattern(
@@ -233,23 +317,29 @@ RATE_LIMIT_IP = KeyPattern(
     name="ratelimit_ip",
     title="Rate limit (per IP)",
     template="ratelimit:ip:<ip:ip>:<route:name>",
-    redis_types=("zset", "hash"),
+    # hash: how the other algorithms kept their state before one SET replaced HSET + PEXPIRE;
+    # the scripts take such a key as fresh and overwrite it, and it expires by the TTL rule.
+    redis_types=("zset", "string", "hash"),
     ttl=TtlRule(RATE_LIMIT_KEY_MAX_TTL, "the policy's longest window (2 windows for the counter)"),
     writers=("gateway",),
-    purpose="hits of one client IP on one route: a sorted set (log) or hash (other algorithms)",
-    write_commands=("zadd", "zremrangebyscore", "hset", "pexpire"),
-    read_commands=("zcount", "zrangebyscore", "zrange", "zcard", "hget", "hmget", "type"),
+    purpose="hits of one client IP on one route: a sorted set (log) or string (other algorithms)",
+    # del: the log deletes a string left by another algorithm before the route changed.
+    write_commands=("zadd", "zremrangebyscore", "pexpire", "set", "del"),
+    read_commands=("zcount", "zrangebyscore", "zrange", "zcard", "get", "type"),
 )
 RATE_LIMIT_USER = KeyPattern(
     name="ratelimit_user",
     title="Rate limit (per user)",
     template="ratelimit:user:<user_id:int>:<route:name>",
-    redis_types=("zset", "hash"),
+    # hash: how the other algorithms kept their state before one SET replaced HSET + PEXPIRE;
+    # the scripts take such a key as fresh and overwrite it, and it expires by the TTL rule.
+    redis_types=("zset", "string", "hash"),
     ttl=TtlRule(RATE_LIMIT_KEY_MAX_TTL, "the policy's longest window (2 windows for the counter)"),
     writers=("gateway",),
-    purpose="hits of one user on one route: a sorted set (log) or hash (other algorithms)",
-    write_commands=("zadd", "zremrangebyscore", "hset", "pexpire"),
-    read_commands=("zcount", "zrangebyscore", "zrange", "zcard", "hget", "hmget", "type"),
+    purpose="hits of one user on one route: a sorted set (log) or string (other algorithms)",
+    # del: the log deletes a string left by another algorithm before the route changed.
+    write_commands=("zadd", "zremrangebyscore", "pexpire", "set", "del"),
+    read_commands=("zcount", "zrangebyscore", "zrange", "zcard", "get", "type"),
 )
 ENROLLMENT_LOCK = KeyPattern(
     name="enrollment_lock",
@@ -320,7 +410,6 @@ PATTERNS: tuple[KeyPattern, ...] = (
     EVENT_STREAM,
 )
 _BY_NAME = {p.name: p for p in PATTERNS}
-_COMPILED = tuple((p, p.regex) for p in PATTERNS)
 
 
 def pattern(name: str) -> KeyPattern:
@@ -379,12 +468,6 @@ def valid_uuid(name: str, value: object) -> str:
 # --- mapping keys back ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class KeyMatch:
-    pattern: KeyPattern
-    ids: dict[str, str]
-
-
 def classify(key: str | bytes) -> KeyMatch | None:
     """The pattern a key belongs to, with its identifiers; None when it belongs to none."""
     if isinstance(key, bytes):
@@ -392,32 +475,49 @@ def classify(key: str | bytes) -> KeyMatch | None:
             key = key.decode()
         except UnicodeDecodeError:
             return None
-    for candidate, regex in _COMPILED:
-        found = regex.fullmatch(key)
-        if found is None:
-            continue
-        ids = found.groupdict()
-        typed: dict[str, object] = {
-            name: int(ids[name]) if kind == "int" else ids[name] for name, kind in candidate.fields
-        }
-        # The regex admits a superset (e.g. '1.2.3' as an IP); the validator is the judge,
-        # and a key that is not in canonical form (an uncompressed IPv6) is not ours.
-        try:
-            if candidate.build(**typed) != key:
-                continue
-        except InvalidIdentifier:
-            continue
-        return KeyMatch(candidate, ids)
+    for candidate in PATTERNS:
+        found = candidate.match(key)
+        if found is not None:
+            return found
     return None
 
 
-def require(key: str, *allowed: KeyPattern) -> KeyMatch:
+def require(key: str | bytes, *allowed: KeyPattern) -> KeyMatch:
     """Check that `key` is a key of one of `allowed`; patterns use it on keys they are given."""
-    match = classify(key)
-    if match is None or match.pattern not in allowed:
-        names = ", ".join(p.display_template for p in allowed)
-        raise InvalidIdentifier(f"{key!r:.100} is not a key of {names}")
-    return match
+    text = _text(key)
+    # Only the allowed patterns need trying: no pattern's literal prefix starts another's
+    # (a test holds the schema to that), so a key matches one pattern at most.
+    for candidate in allowed:
+        if text.startswith(candidate.prefix):
+            match = candidate.match(text)
+            if match is not None:
+                return match
+    raise _not_a_key_of(key, allowed)
+
+
+def check(key: str | bytes, *allowed: KeyPattern) -> None:
+    """`require` for a caller that only needs the verdict (no KeyMatch built)."""
+    text = _text(key)
+    for candidate in allowed:
+        if text.startswith(candidate.prefix) and candidate.admits(text):
+            return
+    raise _not_a_key_of(key, allowed)
+
+
+def _text(key: object) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bytes):
+        try:
+            return key.decode()
+        except UnicodeDecodeError:
+            pass
+    return ""  # no key of any pattern
+
+
+def _not_a_key_of(key: object, allowed: tuple[KeyPattern, ...]) -> InvalidIdentifier:
+    names = ", ".join(p.display_template for p in allowed)
+    return InvalidIdentifier(f"{key!r:.100} is not a key of {names}")
 
 
 # --- documentation ----------------------------------------------------------------------------

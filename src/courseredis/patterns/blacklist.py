@@ -31,7 +31,16 @@ from redis.exceptions import (
 
 from courseredis import keys
 from courseredis.connection import AsyncClient, SyncClient
-from courseredis.patterns.flow import Batch, Call, Command, Flow, Script, run_async, run_sync
+from courseredis.patterns.flow import (
+    Batch,
+    Call,
+    Command,
+    Flow,
+    Script,
+    remembered,
+    run_async,
+    run_sync,
+)
 from courseredis.patterns.lua import load
 
 _MS = timedelta(milliseconds=1)
@@ -59,6 +68,7 @@ def revoke_script(jti: str | uuid.UUID, expires_at: datetime | int) -> Script:
     )
 
 
+@remembered  # a token is checked on each request it makes
 def is_revoked_command(jti: str | uuid.UUID) -> Command:
     return Command(("EXISTS", keys.jwt_revoked(jti)))
 

@@ -24,6 +24,8 @@ T = TypeVar("T")
 _MS = timedelta(milliseconds=1)
 _DONE = "done"
 CLAIM_LEASE = timedelta(seconds=30)
+_DONE_TTL_MS = keys.IDEMPOTENCY_TTL // _MS
+_COMPARE_AND_SET = load("compare_and_set")
 
 
 class ClaimStatus(enum.StrEnum):
@@ -61,9 +63,7 @@ def _claim(consumer: str, event_id: str | uuid.UUID, lease: timedelta) -> Flow[C
 
 
 def _complete(claim: Claim) -> Flow[None]:
-    done = yield Script(
-        load("compare_and_set"), (claim.key,), (claim.token, _DONE, keys.IDEMPOTENCY_TTL // _MS)
-    )
+    done = yield Script(_COMPARE_AND_SET, (claim.key,), (claim.token, _DONE, _DONE_TTL_MS))
     if not done:
         raise ClaimLost(f"{claim.key}: the claim expired before completion")
 

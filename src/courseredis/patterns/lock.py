@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import secrets
 import threading
@@ -34,6 +35,7 @@ from courseredis.patterns.lua import load
 
 _MS = timedelta(milliseconds=1)
 _require_lock = key_checker(keys.ENROLLMENT_LOCK)
+_COMPARE_AND_DELETE = load("compare_and_delete")
 
 
 class LockError(RuntimeError):
@@ -65,6 +67,10 @@ class LockOptions:
     backoff_base: timedelta = timedelta(milliseconds=5)
     backoff_cap: timedelta = timedelta(milliseconds=200)
 
+    @functools.cached_property
+    def lease_ms(self) -> int:
+        return self.lease // _MS
+
     def __post_init__(self) -> None:
         if not timedelta(milliseconds=1) <= self.lease <= keys.LOCK_LEASE:
             raise ValueError(f"lease must be 1 ms to {keys.LOCK_LEASE}")
@@ -74,8 +80,9 @@ class LockOptions:
 
 def _acquire(key: str, options: LockOptions, rng: random.Random) -> Flow[Lease]:
     _require_lock(key)
-    lease = Lease(key, secrets.token_hex(16), options.lease // _MS)
-    started = monotonic()
+    lease = Lease(key, secrets.token_hex(16), options.lease_ms)
+    # With no wait (the default) there is one attempt, and no clock to read.
+    deadline = monotonic() + options.wait.total_seconds() if options.wait else 0.0
     # The backoff matters only once the lock was found taken: a free lock (the usual case)
     # pays for none of it.
     delays: Iterator[float] | None = None
@@ -93,14 +100,14 @@ def _acquire(key: str, options: LockOptions, rng: random.Random) -> Flow[Lease]:
                 cap_s=options.backoff_cap.total_seconds(),
                 rng=rng.uniform,
             )
-        left = started + options.wait.total_seconds() - monotonic()
+        left = deadline - monotonic()
         if left <= 0:
             raise LockNotAcquired(f"{key} is held by another owner")
         yield Sleep(min(next(delays), left))
 
 
 def _release(lease: Lease) -> Flow[None]:
-    if not (yield Script(load("compare_and_delete"), (lease.key,), (lease.token,))):
+    if not (yield Script(_COMPARE_AND_DELETE, (lease.key,), (lease.token,))):
         raise LockLost(f"{lease.key}: the lease had expired or passed to another owner")
 
 

@@ -56,6 +56,11 @@ class RotationStatus(enum.StrEnum):
     UNKNOWN = "unknown"  # expired, revoked, or never issued
 
 
+_STATUSES = {status.value: status for status in RotationStatus}
+_TTL_MS = keys.REFRESH_TOKEN_TTL // _MS
+_ROTATE = load("refresh_rotate")
+
+
 @dataclass(frozen=True)
 class RefreshRecord:
     user_id: int
@@ -96,7 +101,10 @@ def parse_token(token: object) -> tuple[str, str]:
 
 
 def _record(raw: str) -> RefreshRecord:
-    data = json.loads(raw)
+    return _record_of(json.loads(raw))
+
+
+def _record_of(data: dict[str, Any]) -> RefreshRecord:
     return RefreshRecord(
         user_id=int(data["userId"]),
         scope=data["scope"],
@@ -155,9 +163,9 @@ def _issue(
 def _rotate(token: str, grace: timedelta, acknowledge: Acknowledge | None = None) -> Flow[Rotation]:
     family, secret = parse_token(token)
     script = Script(
-        load("refresh_rotate"),
+        _ROTATE,
         (keys.refresh_token(family),),
-        (secret, _new_secret(), grace // _MS, keys.REFRESH_TOKEN_TTL // _MS),
+        (secret, _new_secret(), grace // _MS, _TTL_MS),
     )
     if acknowledge is None:
         status, raw = yield script
@@ -168,11 +176,10 @@ def _rotate(token: str, grace: timedelta, acknowledge: Acknowledge | None = None
             # A reuse deleted the family: that is a revocation, and must be confirmed.
             raise NotReplicated(f"family revocation not confirmed: {result.detail}")
         status, raw = _written(result, "refresh token rotation")
-    status = RotationStatus(text(status) or "")
-    if status in (RotationStatus.ROTATED, RotationStatus.RETRY):
-        raw_text = text(raw) or ""
-        current = json.loads(raw_text)["current"]
-        return Rotation(status, f"{family}.{current}", _record(raw_text))
+    status = _STATUSES[text(status) or ""]
+    if status is RotationStatus.ROTATED or status is RotationStatus.RETRY:
+        data = json.loads(raw)  # str or bytes alike
+        return Rotation(status, f"{family}.{data['current']}", _record_of(data))
     record = _record(text(raw) or "") if status is RotationStatus.REUSED else None
     return Rotation(status, None, record)
 

@@ -16,12 +16,23 @@ from typing import Any
 
 from courseredis import keys
 from courseredis.connection import AsyncClient, SyncClient
-from courseredis.patterns.flow import Command, Flow, Script, run_async, run_sync, text
+from courseredis.patterns.flow import (
+    Command,
+    Flow,
+    Script,
+    remembered,
+    run_async,
+    run_sync,
+    text,
+)
 from courseredis.patterns.lua import load
 
 _MS = timedelta(milliseconds=1)
 _ROLE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 TOUCH_THROTTLE = timedelta(seconds=60)
+_TTL_MS = keys.SESSION_TTL // _MS
+_TOUCH = load("session_touch")
+_key = remembered(keys.session)  # a session is touched on each request it makes
 
 
 @dataclass(frozen=True)
@@ -66,14 +77,14 @@ def _create(user_id: int, roles: Sequence[str], session_id: str | None) -> Flow[
     session_id = keys.valid_uuid("session_id", session_id or str(uuid.uuid4()))
     now = yield Script(
         load("session_create"),
-        (keys.session(session_id),),
-        (user_id, joined, keys.SESSION_TTL // _MS),
+        (_key(session_id),),
+        (user_id, joined, _TTL_MS),
     )
     return Session(session_id, user_id, tuple(roles), int(now), int(now), written=True)
 
 
 def _read(session_id: str) -> Flow[Session | None]:
-    reply = yield Command(("HGETALL", keys.session(session_id)))
+    reply = yield Command(("HGETALL", _key(session_id)))
     if not reply:
         return None
     fields = reply if isinstance(reply, dict) else _pairs(reply)
@@ -82,18 +93,26 @@ def _read(session_id: str) -> Flow[Session | None]:
 
 def touch_script(session_id: str, throttle: timedelta) -> Script:
     return Script(
-        load("session_touch"),
-        (keys.session(session_id),),
-        (throttle // _MS, keys.SESSION_TTL // _MS),
+        _TOUCH,
+        (_key(session_id),),
+        (throttle // _MS, _TTL_MS),
     )
 
 
 def parse_touch(session_id: str, reply: Sequence[Any]) -> Session | None:
+    """The session from `session_touch.lua`'s reply; None when there is no such session."""
     if not reply:
         return None
-    fields = _pairs(reply)
-    written = fields.pop("__written") == "1"
-    return _session(session_id, fields, written)
+    user_id, roles, created_at, last_activity, written = reply
+    roles = roles if type(roles) is str else text(roles) or ""
+    return Session(
+        session_id=session_id,
+        user_id=int(user_id),
+        roles=tuple(r for r in roles.split(",") if r) if roles else (),
+        created_at_ms=int(created_at),
+        last_activity_ms=int(last_activity),
+        written=int(written) == 1,
+    )
 
 
 def _touch(session_id: str, throttle: timedelta) -> Flow[Session | None]:
@@ -102,7 +121,7 @@ def _touch(session_id: str, throttle: timedelta) -> Flow[Session | None]:
 
 
 def _delete(session_id: str) -> Flow[bool]:
-    deleted = yield Command(("DEL", keys.session(session_id)))
+    deleted = yield Command(("DEL", _key(session_id)))
     return int(deleted) == 1
 
 

@@ -3,27 +3,30 @@
 KEYS[1]  session:<sessionId>
 ARGV[1]  throttle in ms: last_activity is rewritten only when older than this
 ARGV[2]  TTL in ms, renewed together with last_activity (sliding expiry)
-Returns  {} when the session does not exist, else the hash as a flat field/value list
-         followed by '__written', 0|1
+Returns  {} when the session does not exist, else
+         {user_id, roles, created_at, last_activity, written}: the fields in this order
+         (last_activity as it stands after the call; a missing field is nil), then 1 when
+         this call wrote last_activity and renewed the TTL, 0 when it did not
 Reading and deciding in one script is one round trip, and most requests write nothing.
+The reply names no fields: the caller reads them by position, without a search.
 ]]
 local fields = redis.call('HGETALL', KEYS[1])
 if #fields == 0 then return {} end
-local last = 0
+local user_id, roles, created_at, last = false, false, false, false
 for i = 1, #fields, 2 do
-  if fields[i] == 'last_activity' then last = tonumber(fields[i + 1]) end
+  local name = fields[i]
+  if name == 'last_activity' then last = fields[i + 1]
+  elseif name == 'user_id' then user_id = fields[i + 1]
+  elseif name == 'roles' then roles = fields[i + 1]
+  elseif name == 'created_at' then created_at = fields[i + 1] end
 end
 local t = redis.call('TIME')
 local now = math.floor((tonumber(t[1]) * 1000000 + tonumber(t[2])) / 1000)
 local written = 0
-if now - last >= tonumber(ARGV[1]) then
+if now - (tonumber(last) or 0) >= tonumber(ARGV[1]) then
   redis.call('HSET', KEYS[1], 'last_activity', now)
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  for i = 1, #fields, 2 do
-    if fields[i] == 'last_activity' then fields[i + 1] = tostring(now) end
-  end
+  last = now
   written = 1
 end
-fields[#fields + 1] = '__written'
-fields[#fields + 1] = written
-return fields
+return {user_id, roles, created_at, last, written}
