@@ -31,7 +31,7 @@ class Timing:
     warmup_s: float
 
 
-FULL = Timing(rounds=5, slice_s=0.15, warmup_s=0.1)
+FULL = Timing(rounds=7, slice_s=0.15, warmup_s=0.1)  # 7: the median of a noisy machine settles
 QUICK = Timing(rounds=1, slice_s=0.02, warmup_s=0.01)
 
 
