@@ -9,6 +9,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+from redis.exceptions import (
+    ClusterDownError,
+    ConnectionError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TimeoutError,
+)
 
 from courseredis import keys
 from courseredis.patterns.ratelimit import (
@@ -18,6 +27,7 @@ from courseredis.patterns.ratelimit import (
     Policy,
     RateLimiter,
     RateLimitUnavailable,
+    decision_of,
     degraded_decision,
 )
 from tests.support import assert_follows_schema
@@ -246,3 +256,24 @@ def test_an_unreachable_redis_is_a_degraded_decision_not_an_error():
     assert decision == Decision(True, 5, 60_000, 5, 0, 0, degraded=True)
     with pytest.raises(RateLimitUnavailable):
         RateLimiter(dead).hit(fresh_key(), Policy.of((5, MINUTE), on_redis_error="closed"))
+
+
+def test_an_outage_follows_the_policy_and_any_other_error_is_raised():
+    open_ = Policy.of((5, MINUTE))
+    closed = Policy.of((5, MINUTE), on_redis_error="closed")
+    outages = [
+        ConnectionError("down"),
+        TimeoutError("slow"),
+        ClusterDownError("CLUSTERDOWN"),
+        ReadOnlyError("READONLY"),
+        OutOfMemoryError("OOM"),
+    ]
+    for outage in outages:
+        assert decision_of(open_, outage).degraded
+        with pytest.raises(RateLimitUnavailable):
+            decision_of(closed, outage)
+    # A wrong ACL or a script error is a fault: an open policy must not swallow it.
+    for fault in (NoPermissionError("NOPERM"), ResponseError("ERR script")):
+        with pytest.raises(type(fault)):
+            decision_of(open_, fault)
+    assert decision_of(open_, [1, 4, 0, 60000, 1]).remaining == 4

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import random
+import secrets
+from collections.abc import Iterator
 
 import pytest
 
-from courseredis import keys
+from courseredis import acl, keys
+from courseredis.local import LocalStack
 from courseredis.services.gateway import client_ip, match_route, plan, route_policies
 from courseredis.services.settings import GatewaySettings, LimitSpec, RoutePolicy
+from courseredis.settings import RedisSettings
 from tests.services.conftest import redis_per_service
 from tests.services.flows import login
 from tests.services.platform import running_platform
@@ -72,6 +76,44 @@ async def test_behind_a_trusted_proxy_the_client_address_is_limited_not_a_forged
     assert response.status_code == 200
     assert admin_client.exists(keys.ratelimit_ip(client, "courses.read")) == 1
     assert admin_client.exists(keys.ratelimit_ip(forged, "courses.read")) == 0
+
+
+@pytest.fixture
+def gateway_user_without_rate_limit_keys(
+    stack: LocalStack, admin_client
+) -> Iterator[RedisSettings]:
+    """The gateway's ACL user minus its rate-limit keys: a wrong ACL, as a deploy could ship."""
+    name, password = f"gw-{secrets.token_hex(4)}", secrets.token_hex(16)
+    rules = acl.service_user("gateway", password)
+    kept = [s for s in rules.selectors if not s[0].lstrip("%R").startswith("~ratelimit:")]
+    assert len(kept) < len(rules.selectors)  # the rate-limit keys are gone, the rest kept
+    setuser = ("on", f">{password}", "resetchannels", *rules.commands)
+    setuser += tuple(f"({' '.join(selector)})" for selector in kept)
+    everywhere = {"target_nodes": "all"} if stack.mode == "cluster" else {}
+    admin_client.execute_command("ACL", "SETUSER", name, *setuser, **everywhere)
+    yield RedisSettings.for_nodes(
+        stack.nodes, cluster=stack.mode == "cluster", username=name, password=password
+    )
+    admin_client.execute_command("ACL", "DELUSER", name, **everywhere)
+
+
+async def test_a_rate_limit_redis_refuses_is_a_503_never_a_request_let_through(
+    stack, seeded_database, credentials, gateway_user_without_rate_limit_keys
+):
+    # Course reads fail open when Redis is down; a NOPERM is no outage, and must not lift
+    # the limits unnoticed.
+    redis_for = redis_per_service(stack) | {"gateway": gateway_user_without_rate_limit_keys}
+    async with running_platform(redis_for, seeded_database[0]) as platform:
+        username, password = credentials.students[6]
+        logged_in = await platform.direct["auth"].post(
+            "/auth/login", json={"username": username, "password": password}
+        )
+        token = logged_in.json()["access_token"]
+        response = await platform.gateway.get(
+            "/courses/1", headers={"Authorization": f"Bearer {token}"}
+        )
+    assert response.status_code == 503
+    assert "rate limiter" in response.text
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,15 @@ from datetime import timedelta
 from random import getrandbits
 from typing import Any, Literal, NoReturn
 
-from redis.exceptions import ConnectionError, NoScriptError, TimeoutError
+from redis.exceptions import (
+    ClusterDownError,
+    ConnectionError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    TimeoutError,
+    TryAgainError,
+)
 
 from courseredis import keys
 from courseredis.connection import AsyncClient, SyncClient
@@ -159,6 +167,30 @@ def parse_decision(policy: Policy, reply: Sequence[Any]) -> Decision:
     return Decision(allowed == 1, limit.limit, limit._window_ms, remaining, retry_after, reset)
 
 
+# Redis could not decide: down, failing over (a stale connection to a demoted master, slots
+# without a master), or out of memory for the write. The policy's failure mode answers.
+# Any other error (NOPERM from a wrong ACL, a script error) is a fault, raised: an open
+# policy must not quietly stop limiting because of it.
+REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
+    ConnectionError,
+    TimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    ReadOnlyError,
+    OutOfMemoryError,
+)
+
+
+def decision_of(policy: Policy, reply: Any) -> Decision:
+    """The decision of a batched script's reply, which may be the error it failed with:
+    the policy's failure mode for an outage (`REDIS_UNAVAILABLE`), else the error raised."""
+    if isinstance(reply, REDIS_UNAVAILABLE):
+        return degraded_decision(policy)
+    if isinstance(reply, BaseException):
+        raise reply
+    return parse_decision(policy, reply)
+
+
 def degraded_decision(policy: Policy) -> Decision:
     """What a policy answers when Redis cannot: admit (open) or raise (closed)."""
     if policy.on_redis_error == "closed":
@@ -190,7 +222,7 @@ class RateLimiter:
             except NoScriptError:
                 # EVAL caches the script on that node, so the next EVALSHA finds it.
                 reply = execute("EVAL", script.source, 1, key, *argv)
-        except (ConnectionError, TimeoutError):
+        except REDIS_UNAVAILABLE:
             return degraded_decision(policy)
         return parse_decision(policy, reply)
 
@@ -210,6 +242,6 @@ class AsyncRateLimiter:
                 reply = await execute("EVALSHA", script.sha, 1, key, *argv)
             except NoScriptError:
                 reply = await execute("EVAL", script.source, 1, key, *argv)
-        except (ConnectionError, TimeoutError):
+        except REDIS_UNAVAILABLE:
             return degraded_decision(policy)
         return parse_decision(policy, reply)

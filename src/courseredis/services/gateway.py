@@ -39,9 +39,8 @@ from courseredis.patterns.ratelimit import (
     Decision,
     Policy,
     RateLimitUnavailable,
-    degraded_decision,
+    decision_of,
     hit_script,
-    parse_decision,
 )
 from courseredis.patterns.sessions import TOUCH_THROTTLE, touch_script
 from courseredis.services.app import json_error, unavailable
@@ -360,15 +359,14 @@ async def _decide(
     binding: Decision | None = None
     refused: Decision | None = None
     for index, policy, scope in checks.limits or []:
-        reply = replies[index]
         try:
-            decision = (
-                degraded_decision(policy)
-                if isinstance(reply, Exception)
-                else parse_decision(policy, reply)
-            )
+            decision = decision_of(policy, replies[index])
         except RateLimitUnavailable:
             metrics.ratelimit.labels(route.name, scope, "unavailable").inc()
+            return unavailable("rate limiter"), None
+        except Exception as error:  # a fault, not an outage: refuse rather than stop limiting
+            metrics.ratelimit.labels(route.name, scope, "error").inc()
+            log.error("rate limit check failed", extra={"route": route.name, "error": str(error)})
             return unavailable("rate limiter"), None
         result = "degraded" if decision.degraded else "allowed" if decision.allowed else "limited"
         metrics.ratelimit.labels(route.name, scope, result).inc()
