@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 from typing import Any
 
@@ -49,3 +50,22 @@ async def assert_follows_schema_async(
     assert limit is not None
     assert ttl_ms <= limit / timedelta(milliseconds=1), f"{key} TTL {ttl_ms} ms > {limit}"
     return int(ttl_ms)
+
+
+@contextlib.contextmanager
+def memory_full(client):
+    """Every node refuses writes (OOM), as a Redis at its `maxmemory` with `noeviction`."""
+    everywhere = {"target_nodes": "all"} if hasattr(client, "get_nodes") else {}
+
+    def config(name):
+        reply = client.config_get(name, **everywhere)
+        return next(iter(reply.values()))[name] if everywhere else reply[name]
+
+    saved = {name: config(name) for name in ("maxmemory", "maxmemory-policy")}
+    client.config_set("maxmemory-policy", "noeviction", **everywhere)
+    client.config_set("maxmemory", 1, **everywhere)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            client.config_set(name, value, **everywhere)

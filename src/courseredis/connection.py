@@ -42,8 +42,11 @@ from redis.connection import HiredisRespSerializer
 from redis.exceptions import (
     ClusterDownError,
     ConnectionError,
+    OutOfMemoryError,
+    ReadOnlyError,
     RedisClusterException,
     TimeoutError,
+    TryAgainError,
 )
 from redis.retry import Retry
 from redis.typing import EncodableT
@@ -55,6 +58,17 @@ SyncClient: TypeAlias = "redis.Redis | redis.cluster.RedisCluster"
 AsyncClient: TypeAlias = "redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster"
 
 _RETRIED = (ConnectionError, TimeoutError, ClusterDownError)
+
+# Redis could not do it: down, failing over (a stale connection to a demoted master, slots
+# without a master), or out of memory for a write. Each pattern then follows its failure
+# policy (a rate limit open or closed, the cache reading the database). Any other error
+# (NOPERM from a wrong ACL, a script error) is a fault, to raise: never ridden out quietly.
+REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
+    *_RETRIED,
+    TryAgainError,
+    ReadOnlyError,
+    OutOfMemoryError,
+)
 
 # The commands the patterns send on their keys (one key each, or one script's keys). The
 # cluster clients route any command they know no policy for by its key; but to learn that

@@ -13,7 +13,7 @@ import pytest
 
 from courseredis import keys
 from courseredis.patterns.cache import AsyncCourseCache, CacheOptions, CacheStatus, CourseCache
-from tests.support import assert_follows_schema
+from tests.support import assert_follows_schema, memory_full
 
 # Far above the seeded courses the service tests cache in the same Redis.
 _ids = itertools.count(10_000_000)
@@ -138,3 +138,13 @@ def test_an_async_loader_in_the_sync_api_is_a_clear_error(client):
 
     with pytest.raises(TypeError, match="async loader"):
         CourseCache(client).get_or_load(fresh_key(), loader)
+
+
+def test_when_redis_is_out_of_memory_a_miss_reads_the_database_without_caching(client):
+    key = fresh_key()
+    cache = CourseCache(client)
+    with memory_full(client):
+        result = cache.get_or_load(key, lambda: {"id": 1, "title": "from the database"})
+    assert result.value == {"id": 1, "title": "from the database"}
+    assert result.status is CacheStatus.BYPASS
+    assert client.exists(key) == 0  # nothing half-written: no lease left behind

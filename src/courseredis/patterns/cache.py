@@ -19,10 +19,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
-from redis.exceptions import ConnectionError, TimeoutError
-
 from courseredis import keys
-from courseredis.connection import AsyncClient, SyncClient
+from courseredis.connection import REDIS_UNAVAILABLE, AsyncClient, SyncClient
 from courseredis.patterns.flow import (
     Call,
     Command,
@@ -140,7 +138,7 @@ def _get_or_load(
                 # than keep this request waiting on someone else's trouble.
                 break
             yield Sleep(next(delays))
-    except (ConnectionError, TimeoutError):
+    except REDIS_UNAVAILABLE:
         value = yield Call(loader)
         stats.loads += 1
         stats.count(CacheStatus.BYPASS)
@@ -156,7 +154,7 @@ def _get_or_load(
     ttl = options.negative_ttl if value is None else options.ttl
     try:
         written = yield Script(load("compare_and_set"), (key,), (lease, encoded, ttl // _MS))
-    except (ConnectionError, TimeoutError):
+    except REDIS_UNAVAILABLE:
         written = 0
     status = CacheStatus.MISS if written else CacheStatus.STALE
     stats.count(status)

@@ -104,7 +104,12 @@ def _batch_sync(client: SyncClient, batch: Batch) -> list[Any]:
     results: list[Any] = pipe.execute(raise_on_error=False)
     for i, (op, result) in enumerate(zip(batch.ops, results, strict=True)):
         if isinstance(op, Script) and isinstance(result, NoScriptError):
-            results[i] = _script_sync(client, op)
+            # The fallback's own failure is this op's result, as any other op's error is:
+            # the others' replies (say a revocation check) still stand.
+            try:
+                results[i] = _script_sync(client, op)
+            except Exception as error:
+                results[i] = error
     return results
 
 
@@ -179,7 +184,10 @@ async def _batch_async(client: AsyncClient, batch: Batch) -> list[Any]:
     results: list[Any] = await pipe.execute(raise_on_error=False)
     for i, (op, result) in enumerate(zip(batch.ops, results, strict=True)):
         if isinstance(op, Script) and isinstance(result, NoScriptError):
-            results[i] = await _script_async(client, op)
+            try:
+                results[i] = await _script_async(client, op)
+            except Exception as error:  # this op's result, as in _batch_sync
+                results[i] = error
     return results
 
 

@@ -15,18 +15,10 @@ from datetime import timedelta
 from random import getrandbits
 from typing import Any, Literal, NoReturn
 
-from redis.exceptions import (
-    ClusterDownError,
-    ConnectionError,
-    NoScriptError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    TimeoutError,
-    TryAgainError,
-)
+from redis.exceptions import NoScriptError
 
 from courseredis import keys
-from courseredis.connection import AsyncClient, SyncClient
+from courseredis.connection import REDIS_UNAVAILABLE, AsyncClient, SyncClient
 from courseredis.patterns.flow import Script, key_checker
 from courseredis.patterns.lua import LuaScript, load
 
@@ -167,23 +159,10 @@ def parse_decision(policy: Policy, reply: Sequence[Any]) -> Decision:
     return Decision(allowed == 1, limit.limit, limit._window_ms, remaining, retry_after, reset)
 
 
-# Redis could not decide: down, failing over (a stale connection to a demoted master, slots
-# without a master), or out of memory for the write. The policy's failure mode answers.
-# Any other error (NOPERM from a wrong ACL, a script error) is a fault, raised: an open
-# policy must not quietly stop limiting because of it.
-REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
-    ConnectionError,
-    TimeoutError,
-    ClusterDownError,
-    TryAgainError,
-    ReadOnlyError,
-    OutOfMemoryError,
-)
-
-
 def decision_of(policy: Policy, reply: Any) -> Decision:
     """The decision of a batched script's reply, which may be the error it failed with:
-    the policy's failure mode for an outage (`REDIS_UNAVAILABLE`), else the error raised."""
+    the policy's failure mode for an outage (`REDIS_UNAVAILABLE`), else the error raised:
+    an open policy must not quietly stop limiting on a NOPERM."""
     if isinstance(reply, REDIS_UNAVAILABLE):
         return degraded_decision(policy)
     if isinstance(reply, BaseException):
