@@ -129,8 +129,34 @@ def _known_slot(keyslot: Any, command: object, args: tuple[Any, ...]) -> int | N
     return None
 
 
+def _no_node_usable(error: RedisClusterException) -> ConnectionError:
+    return ConnectionError(f"no Redis cluster node is usable: {error}")
+
+
 class _RedisCluster(redis.cluster.RedisCluster):
-    """The sync cluster client, routing the patterns' one-key commands without parsing."""
+    """The sync cluster client, routing the patterns' one-key commands without parsing,
+    whose (re)reading of the cluster's layout fails as a `ConnectionError`.
+
+    redis-py re-reads the layout after a connection error; when no node answers, that
+    raises `RedisClusterException`, which is not a `RedisError`: no outage policy of the
+    patterns would see it (the asyncio client has the same guard, `_AsyncRedisCluster`).
+    Commands and pipelines share the nodes manager, so guarding its `initialize` covers both.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().__init__(*args, **kwargs)
+        except RedisClusterException as error:
+            raise _no_node_usable(error) from error
+        initialize = self.nodes_manager.initialize
+
+        def guarded(*args: Any, **kwargs: Any) -> None:
+            try:
+                initialize(*args, **kwargs)
+            except RedisClusterException as error:
+                raise _no_node_usable(error) from error
+
+        self.nodes_manager.initialize = guarded  # type: ignore[method-assign]
 
     def determine_slot(self, *args: Any) -> int | None:
         slot = _known_slot(self.keyslot, args[0], args[1:])
@@ -240,7 +266,7 @@ class _AsyncRedisCluster(redis.asyncio.cluster.RedisCluster):
                 last_failed_node_name=last_failed_node_name,
             )
         except RedisClusterException as error:
-            raise ConnectionError(f"no Redis cluster node is usable: {error}") from error
+            raise _no_node_usable(error) from error
 
 
 def create_async_client(settings: RedisSettings | None = None) -> AsyncClient:

@@ -27,8 +27,10 @@ class RedisSettings(BaseSettings):
     # A request-path client must give up quickly: a gateway request waits for these.
     socket_timeout_s: float = Field(default=1.0, gt=0)
     connect_timeout_s: float = Field(default=1.0, gt=0)
-    # Retries cover a failover: cluster-node-timeout (2 s here) plus promotion is about
-    # 3.5 s, which jittered backoff capped at 1 s over 6 retries spans.
+    # A failover takes cluster-node-timeout (2 s here) plus promotion, about 3.5 s, which
+    # jittered backoff capped at 1 s over 6 retries spans. redis-py's asyncio cluster client
+    # (the services') re-reads the layout and retries without that wait, though: during a
+    # failover the services answer quick 503s with Retry-After (docs/chaos.md, scenario 1).
     retries: int = Field(default=6, ge=0, le=20)
     retry_backoff_base_s: float = Field(default=0.05, gt=0)
     retry_backoff_cap_s: float = Field(default=1.0, gt=0)
