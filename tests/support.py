@@ -1,10 +1,15 @@
-"""Helpers shared by the tests: settings for a local stack, and key-schema assertions."""
+"""Helpers shared by the tests: settings and clients for a local stack, key-schema
+assertions, a Redis that is out of memory."""
 
 from __future__ import annotations
 
 import contextlib
 from datetime import timedelta
 from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from courseredis import keys
 from courseredis.local import LocalStack
@@ -69,3 +74,16 @@ def memory_full(client):
     finally:
         for name, value in saved.items():
             client.config_set(name, value, **everywhere)
+
+
+def node(stack: LocalStack, index: int) -> redis.Redis:
+    """A client of one node of the stack as its admin, failing at once (no retries)."""
+    host, port = stack.nodes[index].rsplit(":", 1)
+    return redis.Redis(
+        host=host,
+        port=int(port),
+        username=stack.username,
+        password=stack.password,
+        decode_responses=True,
+        retry=Retry(NoBackoff(), 0),
+    )

@@ -10,9 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from courseredis.cluster_bootstrap import (
     TOTAL_SLOTS,
@@ -27,6 +24,7 @@ from courseredis.cluster_bootstrap import (
 from courseredis.environments import load_environment
 from courseredis.local import LocalStack, start_nodes, stop_stack
 from courseredis.local.ports import free_ports
+from tests.support import node
 
 PROD = load_environment("prod").redis
 
@@ -86,18 +84,6 @@ def bare_nodes(tmp_path: Path) -> Iterator[LocalStack]:
         yield stack
     finally:
         stop_stack(stack)
-
-
-def node(stack: LocalStack, index: int) -> redis.Redis:
-    host, port = stack.nodes[index].rsplit(":", 1)
-    return redis.Redis(
-        host=host,
-        port=int(port),
-        username=stack.username,
-        password=stack.password,
-        decode_responses=True,
-        retry=Retry(NoBackoff(), 0),
-    )
 
 
 def cluster(stack: LocalStack, index: int, *args: str | int) -> str:

@@ -16,8 +16,6 @@ from pathlib import Path
 import pytest
 import redis
 import redis.cluster
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from courseredis.cluster_bootstrap import TOTAL_SLOTS, cluster_health, parse_cluster_nodes
 from courseredis.cluster_repair import RepairReport
@@ -26,6 +24,7 @@ from courseredis.local import LocalStack, LocalStackError, restart_stack, start_
 from courseredis.local import stack as local_stack
 from courseredis.local.processes import is_our_redis, read_pid
 from courseredis.patterns.sessions import Sessions
+from tests.support import node
 
 PROD = load_environment("prod").redis
 KEYS = 1000
@@ -46,18 +45,6 @@ def cluster_client(stack: LocalStack) -> redis.cluster.RedisCluster:
         username=stack.username,
         password=stack.password,
         decode_responses=True,
-    )
-
-
-def node(stack: LocalStack, index: int) -> redis.Redis:
-    host, port = stack.nodes[index].rsplit(":", 1)
-    return redis.Redis(
-        host=host,
-        port=int(port),
-        username=stack.username,
-        password=stack.password,
-        decode_responses=True,
-        retry=Retry(NoBackoff(), 0),
     )
 
 

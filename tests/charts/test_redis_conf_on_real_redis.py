@@ -7,8 +7,6 @@ the pod, with the pod's paths moved into a temporary directory and ports made fr
 
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,33 +20,23 @@ from redis.exceptions import AuthenticationError, NoPermissionError, ResponseErr
 from redis.retry import Retry
 
 from courseredis import keys
+from courseredis.local.ports import free_ports
 from courseredis.redis_config import MAXMEMORY_POLICY
 from infra import values as infra_values
 from infra.credentials import acl_file
 from infra.settings import StackSettings
 from tests.charts.helm import only, render
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("redis-server") is None, reason="redis-server is not installed"
-)
-
 ADMIN_PASSWORD = "AdminPw0123456789"
 EXPORTER_PASSWORD = "ExporterPw0123456789"
 SERVICE_PASSWORDS = {s: f"{s.capitalize()}Pw0123456789" for s in keys.SERVICES}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager
 def pod_redis(settings: StackSettings, workdir: Path) -> Iterator[int]:
     objects = render("redis", infra_values.redis_chart_values(settings), settings.namespace)
     data = only(objects, "ConfigMap", "redis-config")["data"]
-    port, bus = free_port(), free_port()
+    port, bus = free_ports(2)
     (workdir / "data").mkdir()
     (workdir / "users.acl").write_text(
         acl_file(ADMIN_PASSWORD, SERVICE_PASSWORDS, EXPORTER_PASSWORD)

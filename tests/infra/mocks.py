@@ -26,6 +26,8 @@ PROGRAM = REPO_ROOT / "infra" / "__main__.py"
 PASSWORD_TYPE = "random:index/randomPassword:RandomPassword"
 CHART_TYPE = "kubernetes:helm.sh/v4:Chart"
 SECRET_TYPE = "kubernetes:core/v1:Secret"
+# What prod's databaseUrl would be: set as a secret, as `pulumi config set --secret` does.
+PROD_DATABASE_URL = "postgresql+asyncpg://courses:Db5ecretValue@db.example:5432/courses"
 
 
 @dataclass(frozen=True)

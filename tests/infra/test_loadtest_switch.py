@@ -12,6 +12,7 @@ import pytest
 from tests.infra.mocks import (
     CHART_TYPE,
     PASSWORD_TYPE,
+    PROD_DATABASE_URL,
     Deployment,
     RecordingMocks,
     contains_secret,
@@ -25,7 +26,6 @@ from infra import values as infra_values  # noqa: E402
 from infra.loadtest import LOCUSTFILES, LoadtestSettings, read_locustfiles  # noqa: E402
 
 LOADTEST_TYPE = "course-redis:index:Loadtest"
-PROD_DATABASE_URL = "postgresql+asyncpg://courses:Db5ecretValue@db.example:5432/courses"
 
 
 def deploy_with_loadtest(env: str, loadtest: dict[str, Any]) -> Deployment:

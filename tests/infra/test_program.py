@@ -14,6 +14,7 @@ import pytest
 from tests.infra.mocks import (
     CHART_TYPE,
     PASSWORD_TYPE,
+    PROD_DATABASE_URL,
     SECRET_TYPE,
     Deployment,
     RecordingMocks,
@@ -27,9 +28,6 @@ pulumi.runtime.set_mocks(RecordingMocks(), project="course-redis", stack="dev", 
 
 from courseredis import keys  # noqa: E402
 from courseredis.redis_config import MAXMEMORY_POLICY  # noqa: E402
-
-# What prod's databaseUrl would be: set as a secret, as `pulumi config set --secret` does.
-PROD_DATABASE_URL = "postgresql+asyncpg://courses:Db5ecretValue@db.example:5432/courses"
 
 
 @pytest.fixture(scope="module")

@@ -11,23 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from courseredis.local.ports import free_ports
 from courseredis.settings import RedisSettings
 from tests.services.flows import login
 from tests.services.platform import running_platform
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class Restartable:
     """A bare redis-server we can stop and start again on the same port."""
 
     def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
+        self.port = free_ports(1)[0]
         self.workdir = workdir
         self.process: subprocess.Popen[bytes] | None = None
 
