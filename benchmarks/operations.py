@@ -100,10 +100,6 @@ def course_json(course_id: int) -> str:
     )
 
 
-def _identities() -> itertools.cycle[int]:
-    return itertools.cycle(range(1, IDENTITIES + 1))
-
-
 def _route(algorithm: Algorithm, two: bool) -> str:
     return f"bench{'2' if two else '1'}.{algorithm.value.replace('_', '-')}"
 

@@ -221,6 +221,7 @@ def services_chart_values(settings: StackSettings) -> dict[str, Any]:
     redis["logoutReplicaAcks"] = settings.redis.logout_replica_acks
     return {
         "image": {"repository": settings.image.repository, "tag": settings.image.tag},
+        "port": SERVICE_PORT,
         "logLevel": services.log_level,
         "services": per_service,
         "redis": redis,

@@ -247,10 +247,6 @@ def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
     return after.get(key, 0.0) if grown < 0 else grown
 
 
-def label_values(samples: Samples, name: str, label: str) -> set[str]:
-    return {dict(labels)[label] for (n, labels) in samples if n == name and label in dict(labels)}
-
-
 def histogram_quantile(q: float, before: Samples, after: Samples, name: str) -> float | None:
     """The q-quantile of a histogram's growth between two scrapes, as Prometheus computes
     it: linear within the bucket the rank falls in. None when nothing was observed."""

@@ -42,6 +42,7 @@ from loadtests.common import (
     Stage,
     StageShape,
     Suite,
+    courses_option,
     gate,
     metrics_option,
     option,
@@ -192,13 +193,7 @@ SUITE = Suite(
     metrics_services=("courses",),
     options=[
         metrics_option("courses"),
-        Option(
-            "--courses",
-            "LOAD_COURSES",
-            200,
-            "courses in the database (ids 1..n; the seed makes 200)",
-            int,
-        ),
+        courses_option(),
         Option("--zipf-s", "LOAD_ZIPF_S", 1.1, "the Zipf exponent of the course reads"),
         Option(
             "--update-rate",

@@ -36,6 +36,8 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import StatsEntry
 
+from courseredis import keys
+from courseredis.services.db.seed import DEFAULT_COURSES
 from loadtests import target
 from loadtests.analysis import Samples, merge_samples, parse_metrics
 from loadtests.gates import Gate, build_summary, failure_message, write_summary
@@ -49,6 +51,10 @@ SESSION = " (session)"
 # RFC 2544's benchmarking network: addresses that can never be a real client's.
 DEFAULT_CLIENT_NETWORK = "198.18.0.0/15"
 COLLECTOR_KEY = "courseredis"
+# Until the login says otherwise (`expires_in`).
+ACCESS_TOKEN_LIFETIME_S = keys.ACCESS_TOKEN_LIFETIME.total_seconds()
+# The courses `python -m courseredis.services.db seed` makes by default (ids 1..n).
+SEEDED_COURSES = DEFAULT_COURSES
 
 
 # --- options --------------------------------------------------------------------------------
@@ -230,7 +236,7 @@ class SharedSession:
         self.access_token: str | None = None
         self.refresh_token: str | None = None
         self.obtained_at = 0.0
-        self.lifetime_s = 900.0
+        self.lifetime_s = ACCESS_TOKEN_LIFETIME_S
         self.refresh_after_s = refresh_after_s
         self._lock = gevent.lock.Semaphore()
         self.logins = 0
@@ -269,7 +275,7 @@ class SharedSession:
     def _accept(self, body: dict[str, Any]) -> None:
         self.access_token = str(body["access_token"])
         self.refresh_token = str(body["refresh_token"])
-        self.lifetime_s = float(body.get("expires_in", 900))
+        self.lifetime_s = float(body.get("expires_in", ACCESS_TOKEN_LIFETIME_S))
         self.obtained_at = time.monotonic()
         self.user_id = _subject(self.access_token)
 
@@ -875,6 +881,16 @@ def scrape(run: RunState, service: str) -> Samples:
 
 def _has_option(run: RunState, service: str) -> bool:
     return hasattr(run.environment.parsed_options, f"{service}_metrics_url")
+
+
+def courses_option() -> Option:
+    return Option(
+        "--courses",
+        "LOAD_COURSES",
+        SEEDED_COURSES,
+        f"courses in the database (ids 1..n; the seed makes {SEEDED_COURSES})",
+        int,
+    )
 
 
 def metrics_option(service: str) -> Option:

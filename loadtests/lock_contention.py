@@ -36,6 +36,7 @@ from loadtests.common import (
     Stage,
     StageShape,
     Suite,
+    courses_option,
     gate,
     measured_entry,
     metrics_option,
@@ -249,13 +250,7 @@ SUITE = Suite(
     metrics_services=("enrollments",),
     options=[
         metrics_option("enrollments"),
-        Option(
-            "--courses",
-            "LOAD_COURSES",
-            200,
-            "courses in the database (ids 1..n; the seed makes 200)",
-            int,
-        ),
+        courses_option(),
         Option("--hot-courses", "LOAD_HOT_COURSES", 3, "how many hot courses", int),
         Option(
             "--tick-ms",

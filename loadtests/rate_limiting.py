@@ -35,6 +35,7 @@ from locust import constant_throughput, task
 from courseredis.services.settings import GatewaySettings, RoutePolicy
 from loadtests.analysis import Timed, check_window, per_second, per_window, ratio
 from loadtests.common import (
+    SEEDED_COURSES,
     Finding,
     Option,
     Outcome,
@@ -166,7 +167,7 @@ class CourseBrowser(PlatformUser):
 
     @task(1)
     def read_course(self) -> None:
-        course = self.ctx.rng.randint(1, 200)
+        course = self.ctx.rng.randint(1, SEEDED_COURSES)
         outcome = self.call("GET", f"/courses/{course}", name="/courses/{id}", expect=(200, 429))
         record(self, "courses.read", outcome)
 
@@ -176,7 +177,7 @@ def burst(user: PlatformUser, size: int) -> list[Outcome]:
     outcomes: list[Outcome] = []
 
     def enroll() -> None:
-        course = user.ctx.rng.randint(1, 200)
+        course = user.ctx.rng.randint(1, SEEDED_COURSES)
         outcome = user.call(
             "POST",
             f"/courses/{course}/enrollments",
@@ -251,7 +252,7 @@ class RetryProbe(PlatformUser):
         collector.add("retry", [route, wait, retried.status])
 
     def _enroll_once(self) -> Outcome:
-        course = self.ctx.rng.randint(1, 200)
+        course = self.ctx.rng.randint(1, SEEDED_COURSES)
         return self.call(
             "POST",
             f"/courses/{course}/enrollments",

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.gates import SUMMARY_FILE, check_summary
-from loadtests.target import TargetError, gateway_url, stack_document
+from loadtests.target import DEFAULT_STACK_FILE, TargetError, gateway_url, stack_document
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
@@ -306,7 +306,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the gateway URL (default: the local stack's)",
     )
     parser.add_argument(
-        "--stack-file", default=os.environ.get("LOAD_STACK_FILE", ".local/stack.json")
+        "--stack-file", default=os.environ.get("LOAD_STACK_FILE", DEFAULT_STACK_FILE)
     )
     parser.add_argument(
         "--reports",

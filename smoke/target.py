@@ -33,11 +33,10 @@ from courseredis.environments import (
     StackConfigError,
     load_environment,
 )
+from infra.values import SECRETS
 
 DEFAULT_STACK_JSON = Path(".local/stack.json")
 LOCAL_HOST = "local://"
-# The Secret names the Pulumi program writes (infra/values.py SecretNames).
-SERVICE_SECRET = "redis-user-{service}"
 
 
 class TargetError(ValueError):
@@ -455,7 +454,7 @@ def _service_users(
         if isinstance(entry, dict) and entry.get("password"):
             users[service] = Account(str(entry.get("username") or service), str(entry["password"]))
         elif namespace and not path:
-            ref = f"{namespace}/{SERVICE_SECRET.format(service=service)}"
+            ref = f"{namespace}/{SECRETS.service(service)}"  # as the Pulumi program names them
             try:
                 data = reader(kubectl, ref, "")
             except TargetError as exc:

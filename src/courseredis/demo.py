@@ -27,9 +27,11 @@ from typing import Any
 
 from courseredis.environments import ENVIRONMENTS, REPO_ROOT
 from courseredis.local import cli as local_cli
+from courseredis.local.state import state_path
 
 LOAD_SUITES = ("rate_limiting", "lock_contention", "cache_hit_ratio")
-# As `make smoke` runs it: the plugins of the other suites stay out of the smoke run.
+# The smoke run's pytest flags (`make smoke` runs `python -m smoke`, which adds them): the
+# plugins of the other suites stay out of the smoke run.
 SMOKE_PYTEST_FLAGS = (
     "-p",
     "no:cacheprovider",
@@ -84,7 +86,7 @@ def run_smoke(run: DemoRun, root: Path) -> Step:
             *SMOKE_PYTEST_FLAGS,
             f"--junitxml={junit}",
             "--stack-json",
-            str(root / ".local" / "stack.json"),
+            str(state_path(root)),
         ],
         cwd=REPO_ROOT,
         check=False,
@@ -120,7 +122,7 @@ def run_load(run: DemoRun, root: Path, load_time: str) -> Step:
             "--reports",
             str(run.reports / "load"),
             "--stack-file",
-            str(root / ".local" / "stack.json"),
+            str(state_path(root)),
         ],
         cwd=REPO_ROOT,
         check=False,

@@ -250,7 +250,7 @@ def restart_stack(
     nodes = []
     for i, (port, host) in enumerate(zip(stack.ports, new_hosts, strict=True)):
         directory = node_directory(stack.data_dir, i)
-        bus_port = _recorded_bus_port(directory) if clustered else None
+        bus_port = recorded_bus_port(directory) if clustered else None
         nodes.append(NodeProcess(i, directory, port, bus_port, host=host))
     resolve = map_resolver({n.hostname: n.host for n in nodes})
 
@@ -284,7 +284,7 @@ def _other_loopback_hosts(stack: LocalStack) -> list[str]:
     return random.SystemRandom().sample(choices, len(stack.nodes))
 
 
-def _recorded_bus_port(directory: Path) -> int:
+def recorded_bus_port(directory: Path) -> int:
     """The cluster bus port a node's redis.conf names: its peers recorded it."""
     for line in (directory / "redis.conf").read_text().splitlines():
         key, _, value = line.partition(" ")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
 
@@ -277,32 +277,6 @@ def backoff_delays(
 _REMEMBERED_KEYS = 16384
 
 
-def key_checker(*allowed: keys.KeyPattern) -> Callable[[str], None]:
-    """`keys.check(key, *allowed)`, remembering keys that passed.
-
-    A key's validity never changes, and a service checks the same keys over and over (its
-    users' and clients' rate-limit keys, its hot courses). Checking one from scratch is a
-    regex match, and for some keys a rebuild through the validators; a remembered key costs
-    a set lookup. Only keys that passed are remembered, at most `_REMEMBERED_KEYS` of them:
-    when full, the memory starts over (cheaper on every hit than keeping an LRU order). A
-    bad key is refused, with the same error, each time.
-    """
-    passed: set[str] = set()
-
-    def require(key: str) -> None:
-        if type(key) is str:
-            if key in passed:
-                return
-            keys.check(key, *allowed)
-            if len(passed) >= _REMEMBERED_KEYS:
-                passed.clear()
-            passed.add(key)
-        else:
-            keys.check(key, *allowed)
-
-    return require
-
-
 K = TypeVar("K")
 
 
@@ -332,8 +306,16 @@ def remembered(build: Callable[[K], T]) -> Callable[[K], T]:
     return get
 
 
-def batch_of(ops: Sequence[Command | Script]) -> Batch:
-    return Batch(tuple(ops))
+def key_checker(*allowed: keys.KeyPattern) -> Callable[[str], None]:
+    """`keys.check(key, *allowed)`, `remembered`: a key that passed passes again for free.
 
+    A key's validity never changes, and a service checks the same keys over and over (its
+    users' and clients' rate-limit keys, its hot courses). Checking one from scratch is a
+    regex match, and for some keys a rebuild through the validators; a remembered key costs
+    a dict lookup. A bad key is refused, with the same error, each time.
+    """
 
-Loader: TypeAlias = Callable[[], "Any | Awaitable[Any]"]
+    def check(key: str) -> None:
+        keys.check(key, *allowed)
+
+    return remembered(check)

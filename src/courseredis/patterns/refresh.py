@@ -151,13 +151,13 @@ def _issue(
         "previous": None,
         "rotatedAt": None,
     }
-    write = Command(("SET", key, json.dumps(record), "PX", keys.REFRESH_TOKEN_TTL // _MS, "NX"))
+    write = Command(("SET", key, json.dumps(record), "PX", _TTL_MS, "NX"))
     if acknowledge is None:
         yield write
     else:
         result = yield Call(lambda: acknowledge([write]))
         _written(result, "refresh token issue")
-    return IssuedToken(f"{family}.{secret}", _record(json.dumps(record)))
+    return IssuedToken(f"{family}.{secret}", _record_of(record))
 
 
 def _rotate(token: str, grace: timedelta, acknowledge: Acknowledge | None = None) -> Flow[Rotation]:

@@ -28,7 +28,7 @@ from courseredis.patterns.flow import (
 from courseredis.patterns.lua import load
 
 _MS = timedelta(milliseconds=1)
-_ROLE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+ROLE = re.compile(r"[a-z][a-z0-9_-]{0,31}")  # a role name, in a session or a token
 TOUCH_THROTTLE = timedelta(seconds=60)
 _TTL_MS = keys.SESSION_TTL // _MS
 _TOUCH = load("session_touch")
@@ -49,7 +49,7 @@ def _check_roles(roles: Sequence[str]) -> str:
     if isinstance(roles, str):
         raise ValueError("roles is a sequence of role names, not one string")
     for role in roles:
-        if not isinstance(role, str) or not _ROLE.fullmatch(role):
+        if not isinstance(role, str) or not ROLE.fullmatch(role):
             raise ValueError(f"role names are lowercase words, not {role!r:.40}")
     return ",".join(roles)
 

@@ -46,7 +46,7 @@ _NO_WAIT = LockOptions()  # wait 0: one attempt
     },
 )
 async def enroll(course_id: CourseId, runtime: RuntimeDep, claims: ClaimsDep) -> JSONResponse:
-    lock = AsyncLock(runtime.redis)
+    lock: AsyncLock = runtime.extras["lock"]
     key = keys.enrollment_lock(course_id, claims.user_id)
     started = time.perf_counter()
     try:
@@ -103,4 +103,6 @@ async def list_enrollments(
 
 async def start_publisher(runtime: Runtime) -> Callable[[], Awaitable[None]] | None:
     runtime.extras["publisher"] = RedisStreamsPublisher(runtime.redis)
+    # One lock client for the service: each AsyncLock seeds its own jitter source.
+    runtime.extras["lock"] = AsyncLock(runtime.redis)
     return None

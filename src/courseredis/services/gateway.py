@@ -21,7 +21,7 @@ import ipaddress
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 from urllib.parse import quote_from_bytes
 
@@ -192,12 +192,11 @@ class Checks:
     ops: list[Command | Script]
     revoked_at: int | None = None
     session_at: int | None = None
-    limits: list[tuple[int, Policy, str]] | None = None  # (index, policy, scope)
+    limits: list[tuple[int, Policy, str]] = field(default_factory=list)  # (index, policy, scope)
 
 
 def plan(route_name: str, policies: RoutePolicies, ip: str, claims: AccessClaims | None) -> Checks:
-    checks = Checks(ops=[], limits=[])
-    assert checks.limits is not None
+    checks = Checks(ops=[])
     if claims is not None:
         checks.revoked_at = len(checks.ops)
         checks.ops.append(is_revoked_command(claims.jti))
@@ -358,7 +357,7 @@ async def _decide(
 
     binding: Decision | None = None
     refused: Decision | None = None
-    for index, policy, scope in checks.limits or []:
+    for index, policy, scope in checks.limits:
         try:
             decision = decision_of(policy, replies[index])
         except RateLimitUnavailable:

@@ -23,7 +23,9 @@ from courseredis.services.tokens import (
 CourseId = Annotated[int, Path(gt=0, le=2**63 - 1, description="course id")]
 
 
-def current_claims(
+# The dependencies are `async def`, though they never await: FastAPI runs a plain `def`
+# dependency in its thread pool, a thread hop per request for a few microseconds of work.
+async def current_claims(
     runtime: RuntimeDep, authorization: Annotated[str | None, Header()] = None
 ) -> AccessClaims:
     try:
@@ -39,7 +41,7 @@ def current_claims(
 ClaimsDep = Annotated[AccessClaims, Depends(current_claims)]
 
 
-def require_admin(claims: ClaimsDep) -> AccessClaims:
+async def require_admin(claims: ClaimsDep) -> AccessClaims:
     if not claims.is_admin:
         raise HTTPException(403, "admin role required")
     return claims

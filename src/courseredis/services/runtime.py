@@ -31,7 +31,8 @@ class Runtime:
         return self.sessionmaker()
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: FastAPI would run a plain `def` dependency in its thread pool, per request.
     runtime: Runtime = request.app.state.runtime
     return runtime
 

@@ -10,9 +10,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from courseredis import keys
 from courseredis.patterns.ratelimit import Algorithm, Limit, Policy
-
-SERVICE_NAMES = ("gateway", "auth", "courses", "enrollments")
+from courseredis.services.db.engine import DEFAULT_DATABASE_URL
 
 
 class ServiceSettings(BaseSettings):
@@ -20,7 +20,7 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore")
 
-    database_url: str = "sqlite+aiosqlite:///.local/courses.db"
+    database_url: str = DEFAULT_DATABASE_URL
     # HS256 needs a key of at least 256 bits to mean anything.
     jwt_secret: SecretStr = Field(min_length=32)
     jwt_issuer: str = "course-platform"
@@ -32,7 +32,7 @@ class ServiceSettings(BaseSettings):
 
 class LimitSpec(BaseModel):
     limit: int = Field(gt=0)
-    window_s: float = Field(gt=0, le=3600)
+    window_s: float = Field(gt=0, le=int(keys.RATE_LIMIT_MAX_WINDOW.total_seconds()))
 
 
 class RoutePolicy(BaseModel):

@@ -7,7 +7,6 @@ login is one session is one family, and logout ends all three.
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -15,9 +14,9 @@ from dataclasses import dataclass
 import jwt
 
 from courseredis import keys
+from courseredis.patterns.sessions import ROLE
 
 ALGORITHM = "HS256"
-_ROLE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 
 class InvalidToken(ValueError):
@@ -85,7 +84,7 @@ def decode_access_token(secret: str, issuer: str, token: str) -> AccessClaims:
         session_id = keys.valid_uuid("sid", payload["sid"])
         roles = payload.get("roles", [])
         if not isinstance(roles, list) or not all(
-            isinstance(r, str) and _ROLE.fullmatch(r) for r in roles
+            isinstance(r, str) and ROLE.fullmatch(r) for r in roles
         ):
             raise ValueError("bad roles")
         expires_at = int(payload["exp"])

@@ -34,15 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
-from redis.backoff import NoBackoff
 from redis.exceptions import NoPermissionError, RedisError
-from redis.retry import Retry
 
 from courseredis import keys
 from courseredis.connection import SyncClient, create_client
 from courseredis.environments import load_environment
 from courseredis.local import LocalStack, start_stack, stop_stack
+from courseredis.local.nodes import node_client
 from courseredis.ops.chaos.report import ScenarioResult, describe_error
 from courseredis.patterns import (
     Algorithm,
@@ -284,7 +282,7 @@ def _scenario(stack: LocalStack, result: ScenarioResult) -> None:
 
         for service in keys.SERVICES:
             for addr in stack.nodes:
-                with _node(addr, service, stack.users[service]) as node:
+                with node_client(addr, service, stack.users[service]) as node:
                     for dangerous in _DANGEROUS:
                         refused, seen = _outcome(node, *dangerous)
                         tried += 1
@@ -330,19 +328,6 @@ def _scenario(stack: LocalStack, result: ScenarioResult) -> None:
         "a gateway with another service's credentials lets nothing through",
         gateway["ok"],
         str(gateway["answers"]),
-    )
-
-
-def _node(addr: str, username: str, password: str) -> redis.Redis:
-    host, port = addr.rsplit(":", 1)
-    return redis.Redis(
-        host=host,
-        port=int(port),
-        username=username,
-        password=password,
-        decode_responses=True,
-        socket_timeout=2.0,
-        retry=Retry(NoBackoff(), 0),
     )
 
 

@@ -282,7 +282,10 @@ async def measure_ack_cost(platform: LivePlatform, samples: int) -> dict[str, An
                 family = (await AsyncRefreshTokens(client).issue(1, "courses")).record.family
                 await AsyncSessions(client).create(1, ("student",), session_id=family)
                 writes = (
-                    revoke_script(uuid.uuid4(), int(time.time()) + 900),
+                    revoke_script(
+                        uuid.uuid4(),
+                        int(time.time()) + int(keys.ACCESS_TOKEN_LIFETIME.total_seconds()),
+                    ),
                     Command(("DEL", keys.refresh_token(family))),
                     Command(("DEL", keys.session(family))),
                 )
@@ -428,7 +431,7 @@ def _cut_and_revoke(
     with platform.node(probe.replica) as replica:
         replica.config_set("masterauth", "chaos-" + uuid.uuid4().hex)
     client = create_client(platform.admin_settings())
-    expires = int(time.time()) + 900
+    expires = int(time.time()) + int(keys.ACCESS_TOKEN_LIFETIME.total_seconds())
     with platform.node(victim.addr) as node:
         node.execute_command("CLIENT", "KILL", "TYPE", "replica")
 

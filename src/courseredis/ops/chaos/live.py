@@ -40,6 +40,7 @@ from courseredis.local.services import (
     start_services,
     stop_services,
 )
+from courseredis.local.stack import recorded_bus_port
 from courseredis.services.db.migrate import upgrade
 from courseredis.services.db.seed import DemoCredentials, seed
 from courseredis.settings import RedisSettings
@@ -205,7 +206,7 @@ def relaunch_node(stack: LocalStack, topology: RedisTopology, index: int) -> Loc
         index,
         directory,
         stack.ports[index],
-        _cluster_port(directory) if stack.mode == "cluster" else None,
+        recorded_bus_port(directory) if stack.mode == "cluster" else None,
         host=stack.hosts[index],
     )
     if stack.password is None:
@@ -216,14 +217,6 @@ def relaunch_node(stack: LocalStack, topology: RedisTopology, index: int) -> Loc
     pids = list(stack.pids)
     pids[index] = started.running_pid
     return replace(stack, pids=pids)
-
-
-def _cluster_port(directory: Path) -> int:
-    for line in (directory / "redis.conf").read_text().splitlines():
-        key, _, value = line.partition(" ")
-        if key == "cluster-port" and value.strip().isdigit():
-            return int(value)
-    raise LocalStackError(f"{directory / 'redis.conf'} names no cluster-port")
 
 
 # --- tokens -----------------------------------------------------------------------------------

@@ -84,7 +84,7 @@ async def _scenario(
 ) -> None:
     stack = running[0]
     client = await open_async_client(_auth_settings(stack))
-    expires = int(time.time()) + 900
+    expires = int(time.time()) + int(keys.ACCESS_TOKEN_LIFETIME.total_seconds())
     try:
         tokens = AsyncRefreshTokens(client)
         families = [await tokens.issue(1000 + i, "courses") for i in range(options.items)]

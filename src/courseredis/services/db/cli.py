@@ -28,7 +28,7 @@ from courseredis.services.db.migrate import (
     head_revision,
     upgrade_async,
 )
-from courseredis.services.db.seed import MIN_PASSWORD_LENGTH, seed
+from courseredis.services.db.seed import DEFAULT_COURSES, MIN_PASSWORD_LENGTH, seed
 
 EXIT_ERROR = 2
 
@@ -138,7 +138,9 @@ def _parser() -> argparse.ArgumentParser:
         parents=[database],
         help="add missing demo courses and users; print the demo credentials as JSON",
     )
-    seeding.add_argument("--courses", type=_count, default=200, help="default: %(default)s")
+    seeding.add_argument(
+        "--courses", type=_count, default=DEFAULT_COURSES, help="default: %(default)s"
+    )
     seeding.add_argument("--students", type=_count, default=50, help="default: %(default)s")
     seeding.add_argument(
         "--password-file",

@@ -134,8 +134,9 @@ async def _sqlite_file_lock(url: str) -> AsyncIterator[None]:
     longer than that on a loaded machine, and the waiter fails with "database is locked".
     flock works across processes and between two opens in one process alike.
     """
-    database = normalize_url(url).database
-    if not normalize_url(url).drivername.startswith("sqlite") or not database:
+    parsed = normalize_url(url)
+    database = parsed.database
+    if not parsed.drivername.startswith("sqlite") or not database:
         yield
         return
     lock_path = Path(database).with_name(Path(database).name + ".migrate.lock")

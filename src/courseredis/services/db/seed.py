@@ -75,6 +75,7 @@ TOPICS = (
 )
 # Seats per course, cycled: mostly roomy, with some small courses that fill up under load.
 CAPACITIES = (30, 50, 120, 25, 80, 10, 200, 40, 60, 5)
+DEFAULT_COURSES = 200  # what `seed` makes unless told: the load suites' course ids 1..n
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def student_username(number: int) -> str:
 async def seed(
     url: str,
     *,
-    courses: int = 200,
+    courses: int = DEFAULT_COURSES,
     students: int = 50,
     password: Callable[[str], str] | None = None,
 ) -> DemoCredentials:
