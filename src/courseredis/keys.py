@@ -1,8 +1,8 @@
 """The key schema: every key the platform writes, declared once.
 
 Services build keys only through the builders below; the keyspace audit and the smoke
-suite map keys back with `classify`; the ACL rules and the README table are generated from
-`PATTERNS`. A builder validates every identifier before it reaches a key, so no
+suite map keys back with `classify`; the ACL rules and the table in docs/architecture.md are
+generated from `PATTERNS`. A builder validates every identifier before it reaches a key, so no
 user-controlled string can create a key outside this schema.
 
 Hash tags: none. In Redis Cluster a literal `{...}` pins a key to a slot; no pattern here
@@ -524,7 +524,7 @@ def _not_a_key_of(key: object, allowed: tuple[KeyPattern, ...]) -> InvalidIdenti
 
 
 def markdown_table() -> str:
-    """The key schema as the README shows it; a test keeps the README equal to this."""
+    """The key schema as docs/architecture.md shows it; a test keeps the page equal to this."""
     lines = [
         "| Pattern | Key | Type | TTL | Written by |",
         "|---|---|---|---|---|",

@@ -1,7 +1,7 @@
 """What a chaos scenario reports: figures, checks with a verdict each, and a pass flag.
 
 `reports/chaos/summary.json` holds one entry per scenario; `table` prints the headline
-figures of each, the same rows the README's table shows.
+figures of each, the same rows docs/chaos.md's table shows.
 """
 
 from __future__ import annotations
