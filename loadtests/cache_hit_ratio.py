@@ -34,20 +34,13 @@ from loadtests.analysis import (
     per_second,
     ratio,
 )
-from loadtests.common import (
-    Finding,
-    Option,
-    PlatformUser,
-    RunState,
-    Stage,
-    StageShape,
-    Suite,
-    courses_option,
-    gate,
-    metrics_option,
-    option,
-    scrape,
-)
+from loadtests.common.findings import Finding, gate
+from loadtests.common.metrics import metrics_option, scrape
+from loadtests.common.options import Option, courses_option, option
+from loadtests.common.platform_user import PlatformUser
+from loadtests.common.run_state import RunState
+from loadtests.common.shapes import Stage, StageShape
+from loadtests.common.suite import Suite
 
 READ = "/courses/{id}"
 READS_PER_USER_PER_S = 4.0  # under courses.read's 300 per minute per user

@@ -26,23 +26,16 @@ from gevent.pool import Group  # type: ignore[import-untyped]
 from locust import task
 
 from loadtests.analysis import delta, double_enrollments, histogram_quantile, ratio
-from loadtests.common import (
-    ApiClient,
-    Finding,
-    LoginFailed,
-    Option,
-    PlatformUser,
-    RunState,
-    Stage,
-    StageShape,
-    Suite,
-    courses_option,
-    gate,
-    measured_entry,
-    metrics_option,
-    option,
-    scrape,
-)
+from loadtests.common.api_client import ApiClient
+from loadtests.common.findings import Finding, gate
+from loadtests.common.metrics import metrics_option, scrape
+from loadtests.common.options import Option, courses_option, option
+from loadtests.common.platform_user import PlatformUser
+from loadtests.common.report import measured_entry
+from loadtests.common.run_state import RunState
+from loadtests.common.sessions import LoginFailed
+from loadtests.common.shapes import Stage, StageShape
+from loadtests.common.suite import Suite
 
 ENROLL = "/courses/{id}/enrollments"
 _KINDS = {201: "created", 429: "limited"}

@@ -34,21 +34,13 @@ from locust import constant_throughput, task
 
 from courseredis.services.settings import GatewaySettings, RoutePolicy
 from loadtests.analysis import Timed, check_window, per_second, per_window, ratio
-from loadtests.common import (
-    SEEDED_COURSES,
-    Finding,
-    Option,
-    Outcome,
-    PlatformUser,
-    RunState,
-    Stage,
-    StageShape,
-    Suite,
-    gate,
-    option,
-    retry_after_s,
-    state,
-)
+from loadtests.common.findings import Finding, gate
+from loadtests.common.options import SEEDED_COURSES, Option, option
+from loadtests.common.outcome import Outcome, retry_after_s
+from loadtests.common.platform_user import PlatformUser
+from loadtests.common.run_state import RunState, state
+from loadtests.common.shapes import Stage, StageShape
+from loadtests.common.suite import Suite
 
 # Statuses that mean the gateway let the request through to the service. On routes that
 # need a token a 401 comes from the gateway before any limit is consulted; on the public

@@ -64,7 +64,10 @@ from loadtests.analysis import (
     ideal_hit_ratio,
     ratio,
 )
-from loadtests.common import Finding, Option, RunState, Suite, gate, option, state
+from loadtests.common.findings import Finding, gate
+from loadtests.common.options import Option, option
+from loadtests.common.run_state import RunState, state
+from loadtests.common.suite import Suite
 
 T = TypeVar("T")
 BASE_ID = 4_000_000_000  # above every id the services hand out
