@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from courseredis.config_model import describe
 from courseredis.environments import StackConfigError
 from infra.kube import REPO_ROOT
 from infra.settings import ImageRef, StackSettings
@@ -121,12 +124,11 @@ class LoadtestSettings:
         image = raw.get("image")
         ref = None
         if image is not None:
-            if not isinstance(image, Mapping) or set(image) != {"repository", "tag"}:
-                raise StackConfigError(f"{source}: loadtest.image is {{repository, tag}}")
-            tag = str(image["tag"])
-            if tag == "latest" or not tag:
-                raise StackConfigError(f"{source}: loadtest.image.tag must be pinned")
-            ref = ImageRef(str(image["repository"]), tag)
+            try:
+                ref = ImageRef.model_validate(image)
+            except ValidationError as exc:
+                within = "loadtest.image"
+                raise StackConfigError(f"{source}: {describe(exc, within)}") from None
         return cls(
             enabled=typed("enabled", bool, False),
             suite=suite,
@@ -152,7 +154,7 @@ def load_image(settings: StackSettings, loadtest: LoadtestSettings) -> ImageRef:
     (built by loadtests/Dockerfile from the project's image)."""
     if loadtest.image is not None:
         return loadtest.image
-    return ImageRef(f"{settings.image.repository}-load", settings.image.tag)
+    return ImageRef(repository=f"{settings.image.repository}-load", tag=settings.image.tag)
 
 
 def locust_chart_values(

@@ -46,14 +46,15 @@ GOOD = {
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"mode": "sentinel"}, "mode"),
+        ({"mode": "sentinel"}, "redis.mode: .*'standalone' or 'cluster'"),
         ({"masters": 2}, "at least 3 masters"),
         ({"mode": "standalone"}, "exactly one node"),
-        ({"persistence": "rdb"}, "persistence"),
-        ({"maxmemory": "lots"}, "maxmemory"),
-        ({"replicasPerMaster": -1}, "non-negative"),
-        ({"clusterNodeTimeoutMs": 100}, "flap"),
-        ({"extra": 1}, "unknown"),
+        ({"persistence": "rdb"}, "redis.persistence: .*'none' or 'aof'"),
+        ({"maxmemory": "lots"}, "redis.maxmemory: must look like 256mb"),
+        ({"replicasPerMaster": -1}, "redis.replicasPerMaster: .*greater than or equal to 0"),
+        ({"masters": True}, "redis.masters: .*valid integer, not True"),
+        ({"clusterNodeTimeoutMs": 100}, "redis.clusterNodeTimeoutMs: .*flap"),
+        ({"extra": 1}, "redis.extra: unknown key"),
     ],
 )
 def test_a_wrong_topology_is_refused_with_the_reason(change, message):

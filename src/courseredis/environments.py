@@ -10,9 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from courseredis.config_model import StackConfigModel, describe
 
 PROJECT_NAME = "course-redis"
 ENVIRONMENTS = ("dev", "prod")
@@ -30,13 +33,12 @@ class StackConfigError(ValueError):
     """A stack file is missing or does not describe a valid environment."""
 
 
-@dataclass(frozen=True)
-class RedisTopology:
+class RedisTopology(StackConfigModel):
     """What Redis an environment runs: the keys under `course-redis:redis`."""
 
     mode: Mode
-    masters: int
-    replicas_per_master: int
+    masters: int = Field(ge=0)
+    replicas_per_master: int = Field(ge=0)
     persistence: Persistence
     maxmemory: str
     cluster_node_timeout_ms: int
@@ -56,53 +58,38 @@ class RedisTopology:
         return 1 if self.mode == "cluster" and self.replicas_per_master > 0 else 0
 
     @classmethod
-    def from_config(cls, raw: dict[str, Any], *, source: str = "config") -> RedisTopology:
-        expected = {
-            "mode",
-            "masters",
-            "replicasPerMaster",
-            "persistence",
-            "maxmemory",
-            "clusterNodeTimeoutMs",
-        }
-        unknown = set(raw) - expected
-        missing = expected - set(raw)
-        if unknown or missing:
-            raise StackConfigError(
-                f"{source}: redis config keys wrong (missing {sorted(missing)}, "
-                f"unknown {sorted(unknown)})"
-            )
-        topology = cls(
-            mode=raw["mode"],
-            masters=raw["masters"],
-            replicas_per_master=raw["replicasPerMaster"],
-            persistence=raw["persistence"],
-            maxmemory=str(raw["maxmemory"]).lower(),
-            cluster_node_timeout_ms=raw["clusterNodeTimeoutMs"],
-        )
-        topology.validate(source)
-        return topology
+    def from_config(cls, raw: object, *, source: str = "config") -> RedisTopology:
+        """Parse `course-redis:redis`; `StackConfigError` names the file, the key and why."""
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            raise StackConfigError(f"{source}: {describe(exc, within='redis')}") from None
 
-    def validate(self, source: str = "config") -> None:
-        def fail(why: str) -> None:
-            raise StackConfigError(f"{source}: {why}")
+    @field_validator("maxmemory", mode="before")
+    @classmethod
+    def _memory(cls, value: object) -> str:
+        # YAML has no quantity type: `maxmemory: 1GB` is a string, but keep any case.
+        text = str(value).lower()
+        if not _MEMORY.match(text):
+            raise ValueError(f"must look like 256mb or 1gb, not {text!r}")
+        return text
 
-        if self.mode not in ("standalone", "cluster"):
-            fail(f"mode must be standalone or cluster, not {self.mode!r}")
-        if self.persistence not in ("none", "aof"):
-            fail(f"persistence must be none or aof, not {self.persistence!r}")
-        for name in ("masters", "replicas_per_master", "cluster_node_timeout_ms"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                fail(f"{name} must be a non-negative integer, not {value!r}")
+    @field_validator("cluster_node_timeout_ms")
+    @classmethod
+    def _timeout(cls, value: int) -> int:
+        if value < 500:
+            raise ValueError(f"{value} (below 500) makes failovers flap")
+        return value
+
+    @model_validator(mode="after")
+    def _shape(self) -> Self:
         if self.mode == "standalone" and (self.masters != 1 or self.replicas_per_master != 0):
-            fail("standalone mode runs exactly one node (masters: 1, replicasPerMaster: 0)")
+            raise ValueError(
+                "standalone mode runs exactly one node (masters: 1, replicasPerMaster: 0)"
+            )
         if self.mode == "cluster" and self.masters < MIN_CLUSTER_MASTERS:
-            fail(f"cluster mode needs at least {MIN_CLUSTER_MASTERS} masters")
-        if not _MEMORY.match(self.maxmemory):
-            fail(f"maxmemory must look like 256mb or 1gb, not {self.maxmemory!r}")
-        if self.cluster_node_timeout_ms < 500:
-            fail("clusterNodeTimeoutMs below 500 makes failovers flap")
+            raise ValueError(f"cluster mode needs at least {MIN_CLUSTER_MASTERS} masters")
+        return self
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,7 @@ def run(workdir: Path, options: MemoryOptions | None = None) -> ScenarioResult:
     options = options or MemoryOptions()
     result = ScenarioResult(NAME, TITLE, headline=HEADLINE)
     started = time.monotonic()
-    topology = replace(load_environment("dev").redis, maxmemory=options.maxmemory)
+    topology = load_environment("dev").redis.model_copy(update={"maxmemory": options.maxmemory})
     try:
         with live_platform(workdir, env="dev", topology=topology, students=4) as platform:
             asyncio.run(_scenario(platform, options, result))
