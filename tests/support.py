@@ -76,6 +76,12 @@ def memory_full(client):
             client.config_set(name, value, **everywhere)
 
 
+def flush_scripts(client: Any) -> None:
+    """Every node forgets its scripts, as after a restart or a failover to a replica."""
+    everywhere = {"target_nodes": "all"} if hasattr(client, "get_nodes") else {}
+    client.execute_command("SCRIPT", "FLUSH", **everywhere)
+
+
 def node(stack: LocalStack, index: int) -> redis.Redis:
     """A client of one node of the stack as its admin, failing at once (no retries)."""
     host, port = stack.nodes[index].rsplit(":", 1)

@@ -9,8 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from courseredis import keys
+from courseredis.connection import create_client
+from courseredis.local import LocalStack
 from courseredis.patterns.blacklist import AsyncBlacklist, Blacklist
-from tests.support import assert_follows_schema, assert_follows_schema_async
+from courseredis.patterns.replica_ack import NotReplicated, ReplicaAck
+from tests.support import assert_follows_schema, assert_follows_schema_async, settings_for
 
 
 def test_a_revocation_lives_for_the_remaining_lifetime_plus_skew(client):
@@ -64,3 +67,19 @@ def test_a_bad_jti_never_reaches_redis(bad):
 def test_a_naive_datetime_is_refused():
     with pytest.raises(ValueError, match="timezone-aware"):
         Blacklist(None).revoke(uuid.uuid4(), datetime.now())  # type: ignore[arg-type]
+
+
+def test_an_acknowledged_revocation_waits_for_its_replica(cluster: LocalStack) -> None:
+    jti = uuid.uuid4()
+    with create_client(settings_for(cluster)) as client:
+        assert Blacklist(client, ack=ReplicaAck(1, 1000)).revoke(jti, int(time.time()) + 600)
+        assert Blacklist(client).is_revoked(jti)
+
+
+def test_without_a_replica_a_revocation_is_not_acknowledged(single_node: LocalStack) -> None:
+    jti = uuid.uuid4()
+    with create_client(settings_for(single_node)) as client:
+        with pytest.raises(NotReplicated, match="0 of 1 replica"):
+            Blacklist(client, ack=ReplicaAck(1, 50)).revoke(jti, int(time.time()) + 600)
+        # The write itself happened: a client repeating the logout changes nothing.
+        assert Blacklist(client).is_revoked(jti)

@@ -7,14 +7,9 @@ from redis.exceptions import OutOfMemoryError
 from courseredis import keys
 from courseredis.patterns.flow import Batch, Command, Script, execute_async, execute_sync
 from courseredis.patterns.lua import load
-from tests.support import memory_full
+from tests.support import flush_scripts, memory_full
 
 COURSE = keys.course(424242)
-
-
-def flush_scripts(client) -> None:
-    everywhere = {"target_nodes": "all"} if hasattr(client, "get_nodes") else {}
-    client.execute_command("SCRIPT", "FLUSH", **everywhere)
 
 
 def a_batch() -> Batch:

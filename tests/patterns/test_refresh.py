@@ -10,6 +10,8 @@ from datetime import timedelta
 import pytest
 
 from courseredis import keys
+from courseredis.connection import create_client
+from courseredis.local import LocalStack
 from courseredis.patterns.refresh import (
     AsyncRefreshTokens,
     InvalidRefreshToken,
@@ -17,7 +19,8 @@ from courseredis.patterns.refresh import (
     RotationStatus,
     parse_token,
 )
-from tests.support import assert_follows_schema
+from courseredis.patterns.replica_ack import NotReplicated, ReplicaAck
+from tests.support import assert_follows_schema, settings_for
 
 
 def test_an_issued_token_is_stored_for_7_days_with_its_record(client):
@@ -96,3 +99,13 @@ def test_a_malformed_token_is_refused_before_redis(bad):
 def test_a_bad_user_id_is_refused():
     with pytest.raises(keys.InvalidIdentifier):
         RefreshTokens(None).issue(True)  # type: ignore[arg-type]
+
+
+def test_without_a_replica_a_rotation_still_answers(single_node: LocalStack) -> None:
+    with create_client(settings_for(single_node)) as client:
+        tokens = RefreshTokens(client, ack=ReplicaAck(1, 50))
+        issued = tokens.issue(7, "courses")
+        assert tokens.rotate(issued.token).status is RotationStatus.ROTATED
+        # A revocation is never acknowledged without its replica.
+        with pytest.raises(NotReplicated):
+            tokens.revoke(issued.record.family)

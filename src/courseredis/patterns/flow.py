@@ -15,10 +15,15 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
 
-from redis.exceptions import NoScriptError
-
 from courseredis import keys
 from courseredis.connection import AsyncClient, SyncClient
+from courseredis.patterns.evalsha import (
+    evalsha,
+    evalsha_async,
+    queue_evalsha,
+    redo_missing,
+    redo_missing_async,
+)
 from courseredis.patterns.lua import LuaScript
 
 T = TypeVar("T")
@@ -79,22 +84,14 @@ monotonic = time.monotonic
 
 
 def _script_sync(client: SyncClient, op: Script) -> Any:
-    # execute_command, not evalsha(): the same command, two Python calls fewer.
-    execute: Any = client.execute_command
-    try:
-        return execute("EVALSHA", op.script.sha, len(op.keys), *op.keys, *op.args)
-    except NoScriptError:
-        # EVAL caches the script on that node, so the next EVALSHA finds it.
-        return execute("EVAL", op.script.source, len(op.keys), *op.keys, *op.args)
+    return evalsha(client.execute_command, op.script, op.keys, op.args)
 
 
 def _queue(pipe: Any, op: Command | Script) -> None:
     if isinstance(op, Command):
         pipe.execute_command(*op.args, **dict(op.options))
     else:
-        # As a raw command: redis-py's cluster pipeline blocks its evalsha() method, yet
-        # routes a raw EVALSHA by its first key like any other keyed command.
-        pipe.execute_command("EVALSHA", op.script.sha, len(op.keys), *op.keys, *op.args)
+        queue_evalsha(pipe, op)
 
 
 def _batch_sync(client: SyncClient, batch: Batch) -> list[Any]:
@@ -102,14 +99,7 @@ def _batch_sync(client: SyncClient, batch: Batch) -> list[Any]:
     for op in batch.ops:
         _queue(pipe, op)
     results: list[Any] = pipe.execute(raise_on_error=False)
-    for i, (op, result) in enumerate(zip(batch.ops, results, strict=True)):
-        if isinstance(op, Script) and isinstance(result, NoScriptError):
-            # The fallback's own failure is this op's result, as any other op's error is:
-            # the others' replies (say a revocation check) still stand.
-            try:
-                results[i] = _script_sync(client, op)
-            except Exception as error:
-                results[i] = error
+    redo_missing(client.execute_command, batch.ops, results)
     return results
 
 
@@ -154,7 +144,7 @@ def run_sync(client: SyncClient, flow: Flow[T]) -> T:
                     else:
                         result = execute(*op.args)
                 elif type(op) is Script:
-                    result = _script_sync(client, op)
+                    result = evalsha(execute, op.script, op.keys, op.args)
                 else:
                     result = _execute_sync(client, op)
             except Exception as error:  # handed to the flow, which decides
@@ -170,11 +160,7 @@ def run_sync(client: SyncClient, flow: Flow[T]) -> T:
 
 
 async def _script_async(client: AsyncClient, op: Script) -> Any:
-    execute = client.execute_command
-    try:
-        return await execute("EVALSHA", op.script.sha, len(op.keys), *op.keys, *op.args)
-    except NoScriptError:
-        return await execute("EVAL", op.script.source, len(op.keys), *op.keys, *op.args)
+    return await evalsha_async(client.execute_command, op.script, op.keys, op.args)
 
 
 async def _batch_async(client: AsyncClient, batch: Batch) -> list[Any]:
@@ -182,12 +168,7 @@ async def _batch_async(client: AsyncClient, batch: Batch) -> list[Any]:
     for op in batch.ops:
         _queue(pipe, op)
     results: list[Any] = await pipe.execute(raise_on_error=False)
-    for i, (op, result) in enumerate(zip(batch.ops, results, strict=True)):
-        if isinstance(op, Script) and isinstance(result, NoScriptError):
-            try:
-                results[i] = await _script_async(client, op)
-            except Exception as error:  # this op's result, as in _batch_sync
-                results[i] = error
+    await redo_missing_async(client.execute_command, batch.ops, results)
     return results
 
 
@@ -218,9 +199,8 @@ async def execute_async(client: AsyncClient, op: Op) -> Any:
 async def run_async(client: AsyncClient, flow: Flow[T]) -> T:
     try:
         op = next(flow)  # before touching the client: a flow may refuse its input first
-        # Commands and scripts, nearly every op, are awaited right here (a script as in
-        # `_script_async`): with many tasks on one event loop, each coroutine layer per op
-        # is CPU the PING baseline does not pay.
+        # Commands, nearly every op, are awaited right here: with many tasks on one event
+        # loop, each coroutine layer per op is CPU the PING baseline does not pay.
         execute = client.execute_command
         while True:
             try:
@@ -230,14 +210,7 @@ async def run_async(client: AsyncClient, flow: Flow[T]) -> T:
                     else:
                         result = await execute(*op.args)
                 elif type(op) is Script:
-                    try:
-                        result = await execute(
-                            "EVALSHA", op.script.sha, len(op.keys), *op.keys, *op.args
-                        )
-                    except NoScriptError:
-                        result = await execute(
-                            "EVAL", op.script.source, len(op.keys), *op.keys, *op.args
-                        )
+                    result = await evalsha_async(execute, op.script, op.keys, op.args)
                 else:
                     result = await _execute_async(client, op)
             except Exception as error:

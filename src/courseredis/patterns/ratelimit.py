@@ -15,10 +15,9 @@ from datetime import timedelta
 from random import getrandbits
 from typing import Any, Literal, NoReturn
 
-from redis.exceptions import NoScriptError
-
 from courseredis import keys
 from courseredis.connection import REDIS_UNAVAILABLE, AsyncClient, SyncClient
+from courseredis.patterns.evalsha import evalsha, evalsha_async
 from courseredis.patterns.flow import Script, key_checker
 from courseredis.patterns.lua import LuaScript, load
 
@@ -196,11 +195,7 @@ class RateLimiter:
         script = policy._script
         execute: Any = self._client.execute_command
         try:
-            try:
-                reply = execute("EVALSHA", script.sha, 1, key, *argv)
-            except NoScriptError:
-                # EVAL caches the script on that node, so the next EVALSHA finds it.
-                reply = execute("EVAL", script.source, 1, key, *argv)
+            reply = evalsha(execute, script, (key,), argv)
         except REDIS_UNAVAILABLE:
             return degraded_decision(policy)
         return parse_decision(policy, reply)
@@ -217,10 +212,7 @@ class AsyncRateLimiter:
         script = policy._script
         execute: Any = self._client.execute_command
         try:
-            try:
-                reply = await execute("EVALSHA", script.sha, 1, key, *argv)
-            except NoScriptError:
-                reply = await execute("EVAL", script.source, 1, key, *argv)
+            reply = await evalsha_async(execute, script, (key,), argv)
         except REDIS_UNAVAILABLE:
             return degraded_decision(policy)
         return parse_decision(policy, reply)

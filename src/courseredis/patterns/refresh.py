@@ -4,10 +4,10 @@ A token is `<family>.<secret>`. One key per family, `refresh:<family>`, holds th
 and the previous secret, so a rotation is one Lua call on one key: no CROSSSLOT, no window
 in which two clients can both rotate the same token, and revoking a whole family is one DEL.
 
-With a replica ack (`ReplicaAck`, see the blacklist), each write is confirmed by a replica
-before the call returns, so a failover cannot bring back a family that was revoked, nor
-the pre-rotation record (whose successor the client holds, and would then be refused as a
-reuse). A revocation that is not confirmed raises `NotReplicated`. An issue or rotation
+With a replica ack (`courseredis.patterns.replica_ack`), each write is confirmed by a
+replica before the call returns, so a failover cannot bring back a family that was revoked,
+nor the pre-rotation record (whose successor the client holds, and would then be refused as
+a reuse). A revocation that is not confirmed raises `NotReplicated`. An issue or rotation
 that is not confirmed in time is still returned (logged): losing it to a double fault
 costs the user a new login, not security, and a shard that runs without its replica for
 a while must not stop every login with it.
@@ -27,7 +27,9 @@ from typing import Any
 
 from courseredis import keys
 from courseredis.connection import AsyncClient, SyncClient
-from courseredis.patterns.blacklist import (
+from courseredis.patterns.flow import Call, Command, Flow, Script, run_async, run_sync, text
+from courseredis.patterns.lua import load
+from courseredis.patterns.replica_ack import (
     Acknowledge,
     Acknowledged,
     NotReplicated,
@@ -36,8 +38,6 @@ from courseredis.patterns.blacklist import (
     async_acknowledger,
     require_acknowledged,
 )
-from courseredis.patterns.flow import Call, Command, Flow, Script, run_async, run_sync, text
-from courseredis.patterns.lua import load
 
 log = logging.getLogger(__name__)
 _MS = timedelta(milliseconds=1)

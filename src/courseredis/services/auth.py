@@ -23,14 +23,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import select
 
 from courseredis import keys
-from courseredis.patterns.blacklist import (
-    ReplicaAck,
-    require_acknowledged,
-    revoke_script,
-    write_acknowledged_async,
-)
+from courseredis.patterns.blacklist import revoke_script
 from courseredis.patterns.flow import Batch, Command, execute_async
 from courseredis.patterns.refresh import AsyncRefreshTokens, InvalidRefreshToken, RotationStatus
+from courseredis.patterns.replica_ack import (
+    ReplicaAck,
+    require_acknowledged,
+    write_acknowledged_async,
+)
 from courseredis.patterns.sessions import AsyncSessions
 from courseredis.services.db.models import User
 from courseredis.services.identity import ClaimsDep

@@ -61,15 +61,15 @@ from courseredis.ops.chaos.traffic import (
     refresh,
     start_users,
 )
-from courseredis.patterns.blacklist import (
+from courseredis.patterns.blacklist import revoke_script
+from courseredis.patterns.flow import Batch, Command, execute_async, execute_sync
+from courseredis.patterns.refresh import AsyncRefreshTokens
+from courseredis.patterns.replica_ack import (
     Acknowledged,
     ReplicaAck,
-    revoke_script,
     write_acknowledged,
     write_acknowledged_async,
 )
-from courseredis.patterns.flow import Batch, Command, execute_async, execute_sync
-from courseredis.patterns.refresh import AsyncRefreshTokens
 from courseredis.patterns.sessions import AsyncSessions
 
 NAME = "failover"

@@ -7,8 +7,8 @@ ARGV[3]  the longest TTL the schema allows, in ms (a forged far-future exp canno
 Returns  the TTL set in ms, or 0 when the token had already expired (nothing written)
 The TTL is computed from Redis TIME, the clock every gateway shares.
 ]]
-local t = redis.call('TIME')
-local now = math.floor((tonumber(t[1]) * 1000000 + tonumber(t[2])) / 1000)
+--#include prelude_now
+local now = now_ms()
 local ttl = tonumber(ARGV[1]) + tonumber(ARGV[2]) - now
 if ttl <= 0 then return 0 end
 ttl = math.min(ttl, tonumber(ARGV[3]))

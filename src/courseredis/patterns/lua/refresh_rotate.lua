@@ -12,11 +12,11 @@ Returns  {status, record JSON}; status one of
          'reused'   any other secret of this family: the family is deleted (revoked)
          'unknown'  no such family (expired, revoked, or never issued); record is ''
 ]]
+--#include prelude_now
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {'unknown', ''} end
 local record = cjson.decode(raw)
-local t = redis.call('TIME')
-local now = math.floor((tonumber(t[1]) * 1000000 + tonumber(t[2])) / 1000)
+local now = now_ms()
 local presented = ARGV[1]
 
 if presented == record.current then

@@ -6,8 +6,8 @@ ARGV[2]  roles, comma-separated
 ARGV[3]  TTL in ms
 Returns  the creation time in ms (Redis TIME), also stored as last_activity
 ]]
-local t = redis.call('TIME')
-local now = math.floor((tonumber(t[1]) * 1000000 + tonumber(t[2])) / 1000)
+--#include prelude_now
+local now = now_ms()
 redis.call('HSET', KEYS[1], 'user_id', ARGV[1], 'roles', ARGV[2],
   'created_at', now, 'last_activity', now)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])

@@ -10,6 +10,7 @@ Returns  {} when the session does not exist, else
 Reading and deciding in one script is one round trip, and most requests write nothing.
 The reply names no fields: the caller reads them by position, without a search.
 ]]
+--#include prelude_now
 local fields = redis.call('HGETALL', KEYS[1])
 if #fields == 0 then return {} end
 local user_id, roles, created_at, last = false, false, false, false
@@ -20,8 +21,7 @@ for i = 1, #fields, 2 do
   elseif name == 'roles' then roles = fields[i + 1]
   elseif name == 'created_at' then created_at = fields[i + 1] end
 end
-local t = redis.call('TIME')
-local now = math.floor((tonumber(t[1]) * 1000000 + tonumber(t[2])) / 1000)
+local now = now_ms()
 local written = 0
 if now - (tonumber(last) or 0) >= tonumber(ARGV[1]) then
   redis.call('HSET', KEYS[1], 'last_activity', now)
