@@ -33,11 +33,12 @@ LOCUST_CHART = f"{REPO_CHARTS}/locust"
 LOCUST_RELEASE = "locust"
 LOADTESTS = REPO_ROOT / "loadtests"
 SUITES = ("rate_limiting", "lock_contention", "cache_hit_ratio", "redis_direct")
-# What a run imports: the suites and the modules they share (not the `make load` driver).
+# What a run imports, as paths under loadtests/: the suites and the modules they share,
+# the `loadtests.common` package whole (not the `make load` driver).
 LOCUSTFILES = (
     "__init__.py",
     "analysis.py",
-    "common.py",
+    *(f"common/{module.name}" for module in sorted((LOADTESTS / "common").glob("*.py"))),
     "gates.py",
     "target.py",
     *(f"{suite}.py" for suite in SUITES),
@@ -145,7 +146,7 @@ class LoadtestSettings:
 
 
 def read_locustfiles(directory: Path = LOADTESTS) -> dict[str, str]:
-    """The files a run needs, name -> content, for the chart's ConfigMap."""
+    """The files a run needs, path under loadtests/ -> content, for the chart's ConfigMap."""
     return {name: (directory / name).read_text() for name in LOCUSTFILES}
 
 

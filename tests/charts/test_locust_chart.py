@@ -67,6 +67,17 @@ def container(workload: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
+def mounted_files(objects: list[dict[str, Any]]) -> dict[str, str]:
+    """The files a pod sees under /locust/loadtests: path -> content, through the volume's
+    items (ConfigMap keys cannot hold "/", so subpackage files are stored under other keys)."""
+    data = only(objects, "ConfigMap", f"{LOCUST_RELEASE}-files")["data"]
+    master, _ = master_and_workers(objects)
+    volumes = {v["name"]: v for v in master["spec"]["template"]["spec"]["volumes"]}
+    items = volumes["locustfiles"]["configMap"]["items"]
+    assert {item["key"] for item in items} == set(data)  # nothing stored goes unmounted
+    return {item["path"]: data[item["key"]] for item in items}
+
+
 def test_lint_is_clean(settings: StackSettings):
     report = lint(CHART, chart_values(settings), settings.namespace)
     assert report["errors"] == [] and report["messages"] == [], report
@@ -90,10 +101,13 @@ def test_every_object_is_valid_and_every_container_hardened(
 
 def test_the_configmap_holds_the_repository_locustfiles(settings: StackSettings):
     objects = render_locust(chart_values(settings), settings.namespace)
-    data = only(objects, "ConfigMap", f"{LOCUST_RELEASE}-files")["data"]
-    assert set(data) == set(LOCUSTFILES)
+    files = mounted_files(objects)
+    assert set(files) == set(LOCUSTFILES)
+    assert {path for path in LOCUSTFILES if path.startswith("common/")} == {
+        f"common/{module.name}" for module in Path("loadtests/common").glob("*.py")
+    }
     for name in LOCUSTFILES:
-        assert data[name] == (Path("loadtests") / name).read_text(), name
+        assert files[name] == (Path("loadtests") / name).read_text(), name
     # Every volume a pod mounts comes from what the chart declares.
     master, _ = master_and_workers(objects)
     volumes = {v["name"]: v for v in master["spec"]["template"]["spec"]["volumes"]}
@@ -108,7 +122,8 @@ def test_the_configmap_files_run_as_the_loadtests_package_outside_the_repository
     objects = render_locust(chart_values(settings), settings.namespace)
     package = tmp_path / "loadtests"
     package.mkdir()
-    for name, content in only(objects, "ConfigMap")["data"].items():
+    for name, content in mounted_files(objects).items():
+        (package / name).parent.mkdir(exist_ok=True)
         (package / name).write_text(content)
     # One process per suite would cost a Locust import each; one process imports them all
     # (each registers its listeners, harmless here) and says where they came from.

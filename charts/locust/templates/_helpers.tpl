@@ -50,6 +50,12 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
+{{/* A locustfile's key in the ConfigMap: its path under loadtests/ with "/" as "." (a
+key cannot hold "/"); the volume's items put each file back at its path. */}}
+{{- define "locust.fileKey" -}}
+{{- . | replace "/" "." -}}
+{{- end -}}
+
 {{/* The locustfile the run starts from: loadtests/<suite>.py from the ConfigMap. */}}
 {{- define "locust.locustfile" -}}
 {{- printf "loadtests/%s.py" .Values.suite -}}
@@ -61,8 +67,8 @@ seccompProfile:
 {{- if not (hasKey .Values.locustfiles $file) -}}
 {{- fail (printf "locustfiles has no %s: pass the files of loadtests/ (the Pulumi program does)" $file) -}}
 {{- end -}}
-{{- if not (hasKey .Values.locustfiles "common.py") -}}
-{{- fail "locustfiles has no common.py: pass every file of loadtests/" -}}
+{{- if not (hasKey .Values.locustfiles "common/__init__.py") -}}
+{{- fail "locustfiles has no common/__init__.py: pass every file of loadtests/" -}}
 {{- end -}}
 {{- if eq .Values.suite "redis_direct" -}}
 {{- if not .Values.redis.secretName -}}
@@ -144,6 +150,15 @@ seccompProfile:
 - name: locustfiles
   configMap:
     name: {{ include "locust.fullname" . }}-files
+    items:
+      {{- if not (hasKey .Values.locustfiles "__init__.py") }}
+      - key: __init__.py
+        path: __init__.py
+      {{- end }}
+      {{- range $name, $_ := .Values.locustfiles }}
+      - key: {{ include "locust.fileKey" $name }}
+        path: {{ $name }}
+      {{- end }}
 - name: tmp
   emptyDir:
     sizeLimit: 256Mi
