@@ -37,3 +37,23 @@ if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
     echo "setup: PostgreSQL is missing, so the database tests will fail; install it with: sudo apt-get install postgresql" >&2
   fi
 fi
+
+# The deploy rehearsal (`make rehearse`, tests/rehearsal): rootful podman with runc (crun
+# fails on some VMs), netavark + aardvark-dns for the rehearsal's network and its DNS names,
+# iptables/nftables for netavark's rules, and debootstrap for the base images (no registry
+# is reachable, so they are built from Debian's packages). Only what is missing is installed.
+rehearsal_packages=(podman runc conmon catatonit netavark aardvark-dns iptables nftables slirp4netns uidmap debootstrap)
+missing=()
+for package in "${rehearsal_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing ${missing[*]} from the system's packages (for the deploy rehearsal)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: the deploy rehearsal needs ${missing[*]}; install them with: sudo apt-get install ${missing[*]}" >&2
+  fi
+fi
