@@ -44,6 +44,7 @@ from courseredis.local.services import (
     start_services,
     stop_services,
 )
+from courseredis.services import registry
 from courseredis.services.db.migrate import upgrade
 from courseredis.services.db.seed import seed
 from courseredis.services.main import build
@@ -128,10 +129,10 @@ class RequestPath:
 def _node_clients(stack: LocalStack) -> list[tuple[str, redis.Redis]]:
     out = []
     for node in stack.nodes:
-        host, _, port = node.rpartition(":")
+        host, port = split_addr(node)
         client = redis.Redis(
             host=host,
-            port=int(port),
+            port=port,
             username=stack.username,
             password=stack.password,
             decode_responses=True,
@@ -277,9 +278,7 @@ async def _count_round_trips(
     requests: int,
 ) -> tuple[float, int, float, float]:
     gateway_settings = GatewaySettings(
-        auth_url=urls["auth"],
-        courses_url=urls["courses"],
-        enrollments_url=urls["enrollments"],
+        upstreams={s.name: urls[s.name] for s in registry.UPSTREAMS},
         rate_limits={k: RoutePolicy.model_validate(v) for k, v in _RAISED.items()},
     )
     app = build(
@@ -338,7 +337,7 @@ def run(stack: LocalStack, topology: Topology, workdir: Path, *, requests: int) 
     processes: list[ServiceProcess] = start_services(
         redis_env={
             name: redis_environment(stack.mode, stack.nodes, name, stack.users[name])
-            for name in ("auth", "courses", "enrollments", "gateway")
+            for name in registry.NAMES
         },
         database_url=database_url,
         jwt_secret=jwt_secret,

@@ -6,7 +6,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from courseredis import keys
+from courseredis.services import registry
 from infra.credentials import acl_file
 from infra.kube import chart_path, secret
 from infra.settings import StackSettings
@@ -56,7 +56,7 @@ class RedisComponent(pulumi.ComponentResource):
         self.exporter_password = generated_password(f"{name}-exporter-password", self)
         self.service_passwords = {
             service: generated_password(f"{name}-{service}-password", self)
-            for service in keys.SERVICES
+            for service in registry.NAMES
         }
 
         credentials = [
@@ -107,6 +107,6 @@ class RedisComponent(pulumi.ComponentResource):
         self.register_outputs(
             {
                 "adminPassword": self.admin_password,
-                "serviceSecrets": {s: SECRETS.service(s) for s in keys.SERVICES},
+                "serviceSecrets": {s: SECRETS.service(s) for s in registry.NAMES},
             }
         )

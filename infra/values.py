@@ -15,9 +15,14 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from courseredis import keys
 from courseredis.environments import RedisTopology
-from courseredis.redis_config import APPENDFSYNC, DEFAULT_ADMIN_USER, MAXMEMORY_POLICY
+from courseredis.redis_config import (
+    APPENDFSYNC,
+    DEFAULT_ADMIN_USER,
+    MAXMEMORY_POLICY,
+    REPLICATION_USER,
+)
+from courseredis.services import registry
 from infra.settings import StackSettings
 
 REPO_CHARTS = "charts"
@@ -209,7 +214,7 @@ def services_chart_values(settings: StackSettings) -> dict[str, Any]:
             "podDisruptionBudget": {"enabled": services.replicas > 1},
             "redisSecret": SECRETS.service(name),
         }
-        for name in keys.SERVICES
+        for name in registry.NAMES
     }
     redis: dict[str, Any] = {"mode": settings.redis.mode, "tls": settings.tls.enabled}
     if settings.redis.mode == "cluster":
@@ -228,7 +233,7 @@ def services_chart_values(settings: StackSettings) -> dict[str, Any]:
         "database": {"secretName": SECRETS.database, "key": "url"},
         "jwt": {"secretName": SECRETS.jwt, "key": "secret"},
         "gateway": {
-            "upstreams": {name: service_url(name) for name in keys.SERVICES if name != "gateway"},
+            "upstreams": {s.name: service_url(s.name) for s in registry.UPSTREAMS},
             "trustedProxies": list(services.trusted_proxies),
             "ingress": {
                 "enabled": ingress.enabled,

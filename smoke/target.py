@@ -33,6 +33,8 @@ from courseredis.environments import (
     StackConfigError,
     load_environment,
 )
+from courseredis.services import registry
+from courseredis.topology import split_addr
 from infra.values import SECRETS
 
 DEFAULT_STACK_JSON = Path(".local/stack.json")
@@ -449,7 +451,7 @@ def _service_users(
     else:
         raw = {}
         where = "given (--service-users / SMOKE_SERVICE_USERS, or SMOKE_REDIS_PASSWORD_SECRET)"
-    for service in keys.SERVICES:
+    for service in registry.NAMES:
         entry = raw.get(service) if isinstance(raw, dict) else None
         if isinstance(entry, dict) and entry.get("password"):
             users[service] = Account(str(entry.get("username") or service), str(entry["password"]))

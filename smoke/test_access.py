@@ -22,6 +22,7 @@ from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 from courseredis import keys
 from courseredis.connection import SyncClient, create_client
+from courseredis.services import registry
 from smoke.clients import redis_settings
 from smoke.target import Target
 
@@ -90,8 +91,9 @@ def expectations(service: str) -> list[tuple[tuple[str, ...], bool, str]]:
     """(command, allowed?, why) for every pattern's commands on its keys, for `service`."""
     out: list[tuple[tuple[str, ...], bool, str]] = []
     for pattern in keys.PATTERNS:
-        writes = service in pattern.writers
-        reads = writes or service in pattern.readers
+        record = registry.service(service)
+        writes = pattern in record.writes
+        reads = record.uses(pattern)
         key = sample_key(pattern, service)
         for command in pattern.write_commands:
             out.append((_argv(command, key), writes, f"{pattern.name} write"))
@@ -101,7 +103,7 @@ def expectations(service: str) -> list[tuple[tuple[str, ...], bool, str]]:
             out.append((_argv("get", key), False, f"{pattern.name} not its prefix"))
             out.append((_argv("set", key), False, f"{pattern.name} not its prefix"))
         if pattern is keys.IDEMPOTENCY and writes:  # another consumer's claims are not its own
-            other = next(s for s in keys.SERVICES if s != service)
+            other = next(s for s in registry.NAMES if s != service)
             foreign = sample_key(pattern, other)
             out.append((_argv("set", foreign), False, f"idempotency of {other}"))
     return out
@@ -130,7 +132,7 @@ def allowed(reply: Any) -> bool:
     return str(reply) == "OK"
 
 
-@pytest.mark.parametrize("service", keys.SERVICES)
+@pytest.mark.parametrize("service", registry.NAMES)
 def test_service_user_reaches_its_own_prefixes_only(
     service: str, nodes: dict[str, redis.Redis]
 ) -> None:
@@ -145,7 +147,7 @@ def test_service_user_reaches_its_own_prefixes_only(
     assert not wrong, f"ACL user {service!r} reaches the wrong keys: " + "; ".join(wrong[:20])
 
 
-@pytest.mark.parametrize("service", keys.SERVICES)
+@pytest.mark.parametrize("service", registry.NAMES)
 def test_dangerous_commands_are_denied_to_service_user(
     service: str, nodes: dict[str, redis.Redis]
 ) -> None:
@@ -161,7 +163,7 @@ def test_dangerous_commands_are_denied_to_service_user(
 
 def test_no_unexpected_users(nodes: dict[str, redis.Redis]) -> None:
     """Every ACL user is one the platform defines (an extra one is a way around the rules)."""
-    expected = {"default", "admin", "exporter", *keys.SERVICES}
+    expected = {"default", "admin", "exporter", *registry.NAMES}
     extra = {addr: sorted(set(c.acl_users()) - expected) for addr, c in nodes.items()}
     extra = {addr: users for addr, users in extra.items() if users}
     assert not extra, f"ACL users the platform does not define: {extra}"
@@ -206,11 +208,12 @@ def own_write(client: SyncClient, pattern: keys.KeyPattern, key: str) -> Any:
     raise AssertionError(f"no way to write {pattern.name} keys in this test")
 
 
-@pytest.mark.parametrize("service", keys.SERVICES)
+@pytest.mark.parametrize("service", registry.NAMES)
 def test_service_user_logs_in_and_writes_its_own_prefix_only(
     service: str, service_client: SyncClient, keyspace: SyncClient
 ) -> None:
-    own = next(p for p in keys.PATTERNS if service in p.writers and p.redis_types[0] != "stream")
+    writes = registry.service(service).writes
+    own = next(p for p in keys.PATTERNS if p in writes and p.redis_types[0] != "stream")
     key = sample_key(own, service)
     try:
         try:
@@ -222,7 +225,7 @@ def test_service_user_logs_in_and_writes_its_own_prefix_only(
         assert read_back, f"ACL user {service!r} wrote {key} but reads back {read_back!r}"
     finally:
         keyspace.delete(key)
-    foreign = next(p for p in keys.PATTERNS if service not in p.writers + p.readers)
+    foreign = next(p for p in keys.PATTERNS if not registry.service(service).uses(p))
     refused = []
     for what, attempt in (
         (

@@ -36,6 +36,7 @@ from courseredis.patterns import (
     RotationStatus,
     Sessions,
 )
+from courseredis.services import registry
 from courseredis.settings import RedisSettings
 
 
@@ -64,15 +65,15 @@ def node_as(stack: LocalStack, index: int, username: str | None, password: str |
 
 @pytest.fixture
 def as_service(stack: LocalStack) -> Iterator[dict[str, SyncClient]]:
-    clients = {service: service_client(stack, service) for service in keys.SERVICES}
+    clients = {service: service_client(stack, service) for service in registry.NAMES}
     yield clients
     for client in clients.values():
         client.close()
 
 
 def test_every_service_has_its_own_user(stack: LocalStack) -> None:
-    assert set(stack.users) == set(keys.SERVICES)
-    assert len(set(stack.users.values())) == len(keys.SERVICES)
+    assert set(stack.users) == set(registry.NAMES)
+    assert len(set(stack.users.values())) == len(registry.NAMES)
     assert all(len(password) >= 24 for password in stack.users.values())
     assert stack.to_json()["users"] == {
         service: {"username": service, "password": password}
@@ -192,13 +193,14 @@ def test_sample_keys_cover_every_pattern() -> None:
     assert set(sample_keys()) == {p.name for p in keys.PATTERNS}
 
 
-@pytest.mark.parametrize("service", keys.SERVICES)
+@pytest.mark.parametrize("service", registry.NAMES)
 def test_a_service_is_refused_other_services_keys(
     stack: LocalStack, as_service: dict[str, SyncClient], service: str
 ) -> None:
     client = as_service[service]
     samples = sample_keys()
-    foreign = [samples[p.name] for p in keys.PATTERNS if service not in (*p.writers, *p.readers)]
+    uses = registry.service(service).uses
+    foreign = [samples[p.name] for p in keys.PATTERNS if not uses(p)]
     if service != "courses":
         foreign.append(samples["idempotency"])  # another consumer's claims
     foreign.append("unrelated:key")  # and nothing outside the schema
@@ -211,7 +213,7 @@ def test_a_service_is_refused_other_services_keys(
     assert client.get(own) is None  # its own prefix is readable (the key does not exist)
 
 
-@pytest.mark.parametrize("service", keys.SERVICES)
+@pytest.mark.parametrize("service", registry.NAMES)
 @pytest.mark.parametrize(
     "command",
     [("FLUSHALL",), ("KEYS", "*"), ("CONFIG", "GET", "maxmemory"), ("DEBUG", "SLEEP", "0")],

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from courseredis import keys
 from courseredis.redis_config import AclUser, admin_user
+from courseredis.services import registry
 
 # What any client of ours sends whatever it does: the handshake, cluster topology
 # discovery (redis-py asks CLUSTER SLOTS/SHARDS and COMMAND for key positions), Redis time
@@ -44,7 +45,8 @@ BASE_COMMANDS = (
 
 def key_prefixes(service: str) -> tuple[str, ...]:
     """The key globs a service may touch, from the patterns it writes or reads."""
-    used = [p for p in keys.PATTERNS if service in p.writers + p.readers]
+    uses = registry.service(service).uses
+    used = [p for p in keys.PATTERNS if uses(p)]
     return tuple(dict.fromkeys(_glob(service, p) for p in used))
 
 
@@ -65,22 +67,22 @@ def commands(service: str) -> tuple[str, ...]:
 
 def selectors(service: str) -> tuple[tuple[str, ...], ...]:
     """One selector per pattern the service uses: its commands on its keys only."""
+    record = registry.service(service)
     out: list[tuple[str, ...]] = []
     for pattern in keys.PATTERNS:
-        if service in pattern.writers:
+        if pattern in record.writes:
             cmds = pattern.write_commands + pattern.read_commands
             # Scripts name their keys, so EVALSHA is checked against the keys too.
             out.append(
                 (f"~{_glob(service, pattern)}", "+evalsha", "+eval", *(f"+{c}" for c in cmds))
             )
-        elif service in pattern.readers:
+        elif pattern in record.reads:
             out.append((f"%R~{_glob(service, pattern)}", *(f"+{c}" for c in pattern.read_commands)))
     return tuple(out)
 
 
 def service_user(service: str, password: str) -> AclUser:
-    if service not in keys.SERVICES:
-        raise ValueError(f"unknown service {service!r}; known: {keys.SERVICES}")
+    registry.service(service)  # UnknownService (a ValueError) names the known ones
     return AclUser(
         name=service,
         password=password,
@@ -92,10 +94,10 @@ def service_user(service: str, password: str) -> AclUser:
 
 def all_users(admin_password: str, service_passwords: Mapping[str, str]) -> dict[str, AclUser]:
     """The admin (everything, for operations and the smoke suite) and one user per service."""
-    missing = set(keys.SERVICES) - set(service_passwords)
+    missing = set(registry.NAMES) - set(service_passwords)
     if missing:
         raise ValueError(f"no password for services {sorted(missing)}")
     users = {"admin": admin_user(admin_password)}
-    for service in keys.SERVICES:
+    for service in registry.NAMES:
         users[service] = service_user(service, service_passwords[service])
     return users

@@ -1,7 +1,8 @@
 """The key schema: every key the platform writes, declared once.
 
 Services build keys only through the builders below; the keyspace audit and the smoke
-suite map keys back with `classify`; the ACL rules and the table in docs/architecture.md are
+suite map keys back with `classify`; the ACL rules (with the services' patterns from
+`courseredis.services.registry`) and the table in docs/architecture.md (`key_table`) are
 generated from `PATTERNS`. A builder validates every identifier before it reaches a key, so no
 user-controlled string can create a key outside this schema.
 
@@ -39,8 +40,6 @@ RATE_LIMIT_MAX_WINDOW = timedelta(hours=1)
 RATE_LIMIT_KEY_MAX_TTL = 2 * RATE_LIMIT_MAX_WINDOW
 # An event stream has no TTL (it is the queue); it is trimmed to about this many entries.
 EVENT_STREAM_MAX_LENGTH = 100_000
-
-SERVICES = ("gateway", "auth", "courses", "enrollments")
 
 MAX_IDENTIFIER_LENGTH = 64
 
@@ -187,17 +186,11 @@ class KeyPattern:
     template: str  # placeholders as <name:kind>, kind one of _FIELD_REGEX
     redis_types: tuple[RedisType, ...]
     ttl: TtlRule
-    writers: tuple[str, ...]  # services that write it
     purpose: str
-    readers: tuple[str, ...] = ()  # services that only read it
     # The Redis commands the patterns send on these keys, directly or from Lua (ACLs check
     # both); the per-service ACL users are generated from them.
     write_commands: tuple[str, ...] = ()
     read_commands: tuple[str, ...] = ()
-
-    @property
-    def owner(self) -> str:
-        return ", ".join(self.writers)
 
     # What follows derives from the template once per pattern: builders and key checks sit
     # on the request path. (cached_property writes the instance's __dict__ directly, which
@@ -293,9 +286,7 @@ JWT_REVOKED = KeyPattern(
         ACCESS_TOKEN_LIFETIME + REVOCATION_SKEW,
         "remaining access-token lifetime + skew (at most 15 m 30 s)",
     ),
-    writers=("auth",),
     purpose="a revoked access token's jti; the gateway refuses the token while it exists",
-    readers=("gateway",),
     write_commands=("set",),
     read_commands=("exists", "get"),
 )
@@ -305,7 +296,6 @@ REFRESH_TOKEN = KeyPattern(
     template="refresh:<family:uuid>",
     redis_types=("string",),
     ttl=TtlRule(REFRESH_TOKEN_TTL, "7 d from the last rotation"),
-    writers=("auth",),
     purpose=(
         "one refresh-token family (JSON: userId, scope, createdAt, family, the current and "
         "previous token); one key per family makes rotation and reuse detection atomic"
@@ -317,29 +307,25 @@ RATE_LIMIT_IP = KeyPattern(
     name="ratelimit_ip",
     title="Rate limit (per IP)",
     template="ratelimit:ip:<ip:ip>:<route:name>",
-    # hash: how the other algorithms kept their state before one SET replaced HSET + PEXPIRE;
-    # the scripts take such a key as fresh and overwrite it, and it expires by the TTL rule.
-    redis_types=("zset", "string", "hash"),
-    ttl=TtlRule(RATE_LIMIT_KEY_MAX_TTL, "the policy's longest window (2 windows for the counter)"),
-    writers=("gateway",),
-    purpose="hits of one client IP on one route: a sorted set (log) or string (other algorithms)",
-    # del: the log deletes a string left by another algorithm before the route changed.
-    write_commands=("zadd", "zremrangebyscore", "pexpire", "set", "del"),
-    read_commands=("zcount", "zrangebyscore", "zrange", "zcard", "get", "type"),
+    # Types, TTL and commands: those of every algorithm (ratelimit_algorithms), since a
+    # route's policy picks one and may change it.
+    redis_types=ratelimit_algorithms.key_types(),
+    ttl=_RATE_LIMIT_TTL,
+    purpose="hits of one client IP on one route, as its policy's algorithm keeps them",
+    write_commands=ratelimit_algorithms.key_write_commands(),
+    read_commands=ratelimit_algorithms.key_read_commands(),
 )
 RATE_LIMIT_USER = KeyPattern(
     name="ratelimit_user",
     title="Rate limit (per user)",
     template="ratelimit:user:<user_id:int>:<route:name>",
-    # hash: how the other algorithms kept their state before one SET replaced HSET + PEXPIRE;
-    # the scripts take such a key as fresh and overwrite it, and it expires by the TTL rule.
-    redis_types=("zset", "string", "hash"),
-    ttl=TtlRule(RATE_LIMIT_KEY_MAX_TTL, "the policy's longest window (2 windows for the counter)"),
-    writers=("gateway",),
-    purpose="hits of one user on one route: a sorted set (log) or string (other algorithms)",
-    # del: the log deletes a string left by another algorithm before the route changed.
-    write_commands=("zadd", "zremrangebyscore", "pexpire", "set", "del"),
-    read_commands=("zcount", "zrangebyscore", "zrange", "zcard", "get", "type"),
+    # Types, TTL and commands: those of every algorithm (ratelimit_algorithms), since a
+    # route's policy picks one and may change it.
+    redis_types=ratelimit_algorithms.key_types(),
+    ttl=_RATE_LIMIT_TTL,
+    purpose="hits of one user on one route, as its policy's algorithm keeps them",
+    write_commands=ratelimit_algorithms.key_write_commands(),
+    read_commands=ratelimit_algorithms.key_read_commands(),
 )
 ENROLLMENT_LOCK = KeyPattern(
     name="enrollment_lock",
@@ -347,7 +333,6 @@ ENROLLMENT_LOCK = KeyPattern(
     template="lock:enrollment:<course_id:int>:<user_id:int>",
     redis_types=("string",),
     ttl=TtlRule(LOCK_LEASE, "the lease (30 s), renewed while the work runs"),
-    writers=("enrollments",),
     purpose="owner token of the process enrolling one user in one course",
     write_commands=("set", "del", "pexpire"),
     read_commands=("get",),
@@ -358,7 +343,6 @@ COURSE_CACHE = KeyPattern(
     template="course:<id:int>",
     redis_types=("string",),
     ttl=TtlRule(COURSE_CACHE_TTL, "5 m; deleted on CourseUpdated / CourseDeleted"),
-    writers=("courses",),
     purpose="a course as JSON (or a short-lived not-found or loading marker)",
     write_commands=("set", "del"),
     read_commands=("get",),
@@ -369,7 +353,6 @@ SESSION = KeyPattern(
     template="session:<session_id:uuid>",
     redis_types=("hash",),
     ttl=TtlRule(SESSION_TTL, "24 h from the last recorded activity"),
-    writers=("auth", "gateway"),
     purpose="user_id, roles, created_at, last_activity of one login (the gateway touches it)",
     write_commands=("hset", "pexpire", "del"),
     read_commands=("hgetall",),
@@ -380,7 +363,6 @@ IDEMPOTENCY = KeyPattern(
     template="idem:<consumer:name>:<event_id:token>",
     redis_types=("string",),
     ttl=TtlRule(IDEMPOTENCY_TTL, "24 h after processing (a short lease while processing)"),
-    writers=("courses", "enrollments"),
     purpose="a consumer's claim on one event, then its done marker",
     write_commands=("set", "del"),
     read_commands=("get",),
@@ -392,7 +374,6 @@ EVENT_STREAM = KeyPattern(
     template="events:<topic:name>",
     redis_types=("stream",),
     ttl=TtlRule(None, f"none: trimmed to about {EVENT_STREAM_MAX_LENGTH:,} entries"),
-    writers=("courses", "enrollments"),
     purpose="domain events (CourseUpdated, CourseDeleted, EnrollmentCreated), consumer groups",
     write_commands=("xadd", "xgroup", "xreadgroup", "xack", "xautoclaim", "xtrim"),
     read_commands=("xlen", "xinfo", "xpending", "xrange"),
@@ -519,24 +500,3 @@ def _not_a_key_of(key: object, allowed: tuple[KeyPattern, ...]) -> InvalidIdenti
     names = ", ".join(p.display_template for p in allowed)
     return InvalidIdentifier(f"{key!r:.100} is not a key of {names}")
 
-
-# --- documentation ----------------------------------------------------------------------------
-
-
-def markdown_table() -> str:
-    """The key schema as docs/architecture.md shows it; a test keeps the page equal to this."""
-    lines = [
-        "| Pattern | Key | Type | TTL | Written by |",
-        "|---|---|---|---|---|",
-    ]
-    for p in PATTERNS:
-        types = " or ".join(p.redis_types)
-        lines.append(
-            f"| {p.title} | `{p.display_template}` | {types} | {p.ttl.description} | "
-            f"{', '.join(p.writers)} |"
-        )
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(markdown_table())

@@ -19,9 +19,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 from redis.retry import Retry
 
-from courseredis import keys
 from courseredis.local.ports import free_ports
 from courseredis.redis_config import MAXMEMORY_POLICY
+from courseredis.services import registry
 from infra import values as infra_values
 from infra.credentials import acl_file
 from infra.settings import StackSettings
@@ -29,7 +29,8 @@ from tests.charts.helm import only, render
 
 ADMIN_PASSWORD = "AdminPw0123456789"
 EXPORTER_PASSWORD = "ExporterPw0123456789"
-SERVICE_PASSWORDS = {s: f"{s.capitalize()}Pw0123456789" for s in keys.SERVICES}
+REPLICATION_PASSWORD = "ReplicationPw0123456789"
+SERVICE_PASSWORDS = {s: f"{s.capitalize()}Pw0123456789" for s in registry.NAMES}
 
 
 @contextmanager

@@ -7,7 +7,7 @@ from typing import Any
 import helm_python
 import pytest
 
-from courseredis import keys
+from courseredis.services import registry
 from infra import values as infra_values
 from infra.settings import StackSettings
 from tests.charts.helm import (
@@ -71,9 +71,9 @@ def test_every_object_is_valid_and_every_container_hardened(settings: StackSetti
 def test_one_deployment_and_service_per_service_of_the_key_schema(settings: StackSettings):
     objects = rendered(settings)
     assert sorted(o["metadata"]["name"] for o in find(objects, "Deployment")) == sorted(
-        keys.SERVICES
+        registry.NAMES
     )
-    for service in keys.SERVICES:
+    for service in registry.NAMES:
         port = only(objects, "Service", service)["spec"]["ports"][0]
         assert port["port"] == infra_values.SERVICE_PORT
         container = container_of(objects, service)
@@ -87,7 +87,7 @@ def test_one_deployment_and_service_per_service_of_the_key_schema(settings: Stac
 
 def test_environment_is_the_services_contract(settings: StackSettings):
     objects = rendered(settings)
-    for service in keys.SERVICES:
+    for service in registry.NAMES:
         env = env_of(container_of(objects, service))
         redis_address = "REDIS_CLUSTER_NODES" if settings.redis.mode == "cluster" else "REDIS_URL"
         expected = COMMON_ENV | {redis_address} | (GATEWAY_ENV if service == "gateway" else set())
@@ -107,7 +107,7 @@ def test_environment_is_the_services_contract(settings: StackSettings):
         else:
             assert env["REDIS_URL"] == infra_values.redis_url(settings)
     gateway = env_of(container_of(objects, "gateway"))
-    for upstream in ("auth", "courses", "enrollments"):
+    for upstream in (s.name for s in registry.UPSTREAMS):
         url = gateway[f"GATEWAY_{upstream.upper()}_URL"]
         assert url == f"http://{upstream}:8000"
         only(objects, "Service", upstream)  # the URL names a Service that exists
@@ -143,7 +143,7 @@ def test_dev_runs_one_replica_each_without_autoscaling():
 def test_prod_autoscales_and_budgets_every_service():
     settings = stack_settings("prod")
     objects = rendered(settings)
-    for service in keys.SERVICES:
+    for service in registry.NAMES:
         assert "replicas" not in only(objects, "Deployment", service)["spec"]  # the HPA's
         hpa = only(objects, "HorizontalPodAutoscaler", service)
         assert hpa["apiVersion"] == "autoscaling/v2"
@@ -171,24 +171,24 @@ def test_ingress_and_service_monitor_are_switches(settings: StackSettings):
     backend = ingress["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": "gateway", "port": {"name": "http"}}
     assert ingress["tls"] == [{"hosts": ["courses.example.com"], "secretName": "gateway-tls"}]
-    assert len(find(objects, "ServiceMonitor")) == len(keys.SERVICES)
+    assert len(find(objects, "ServiceMonitor")) == len(registry.NAMES)
 
 
 def test_redis_tls_mounts_the_ca_for_every_service():
     settings = stack_settings("dev")
     objects = rendered(settings, redis__tls=True, redis__caSecret="redis-tls")
     validate_objects(objects)
-    for service in keys.SERVICES:
+    for service in registry.NAMES:
         env = env_of(container_of(objects, service))
         assert (env["REDIS_TLS"], env["REDIS_TLS_CA_FILE"]) == ("true", "/etc/redis-tls/ca.crt")
 
 
 def test_chart_defaults_follow_the_key_schema_and_the_ports():
     values = defaults("services")
-    assert set(values["services"]) == set(keys.SERVICES)
+    assert set(values["services"]) == set(registry.NAMES)
     assert values["port"] == infra_values.SERVICE_PORT
     upstreams = values["gateway"]["upstreams"]
-    assert upstreams == {s: infra_values.service_url(s) for s in keys.SERVICES if s != "gateway"}
+    assert upstreams == {s.name: infra_values.service_url(s.name) for s in registry.UPSTREAMS}
 
 
 @pytest.mark.parametrize(

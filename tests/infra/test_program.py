@@ -26,8 +26,8 @@ from tests.infra.mocks import (
 
 pulumi.runtime.set_mocks(RecordingMocks(), project="course-redis", stack="dev", preview=False)
 
-from courseredis import keys  # noqa: E402
 from courseredis.redis_config import MAXMEMORY_POLICY  # noqa: E402
+from courseredis.services import registry  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_dev_declares_one_redis_node_and_one_replica_per_service(dev: Deployment
     assert "masters" not in redis["cluster"]
     assert redis["persistence"]["enabled"] is False  # persistence none: nothing to keep
     services = chart_values(dev, "services")
-    assert set(services["services"]) == set(keys.SERVICES)
+    assert set(services["services"]) == set(registry.NAMES)
     for service in services["services"].values():
         assert service["replicas"] == 1
         assert service["autoscaling"]["enabled"] is False
@@ -99,7 +99,7 @@ def test_charts_come_from_the_repository_into_the_stack_namespace(stack: Deploym
 def test_every_generated_password_is_a_secret_output(stack: Deployment):
     passwords = stack.of_type(PASSWORD_TYPE)
     # admin, exporter, one per service, and the JWT signing key.
-    assert len(passwords) == 3 + len(keys.SERVICES)
+    assert len(passwords) == 3 + len(registry.NAMES)
     assert all(p.inputs["special"] is False for p in passwords)
     assert stack.secret_flags and all(stack.secret_flags.values()), stack.secret_flags
     assert "redisAdminPassword" in stack.secret_exports
@@ -121,7 +121,7 @@ def test_no_plaintext_secret_appears_in_any_resource_input(stack: Deployment):
     assert contains_secret(acl["stringData"])
     acl_text = unwrap(acl["stringData"])["users.acl"]
     redis_passwords = [v for k, v in stack.mocks.generated.items() if k.startswith("redis-")]
-    assert len(redis_passwords) == 2 + len(keys.SERVICES)
+    assert len(redis_passwords) == 2 + len(registry.NAMES)
     assert all(password in acl_text for password in redis_passwords)
     assert "user default off" in acl_text
     if stack.env == "prod":
@@ -145,7 +145,7 @@ def test_chart_values_hold_no_secret_only_secret_names(stack: Deployment):
 
 
 def test_each_service_secret_holds_its_own_user(stack: Deployment):
-    for service in keys.SERVICES:
+    for service in registry.NAMES:
         data = unwrap(stack.one(SECRET_TYPE, f"redis-user-{service}").inputs["stringData"])
         assert data["username"] == service
         assert data["password"] == stack.mocks.generated[f"redis-{service}-password"]

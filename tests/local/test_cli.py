@@ -20,6 +20,7 @@ from redis.retry import Retry
 
 from courseredis.local import LocalStack, stop_stack
 from courseredis.local.processes import is_our_redis
+from courseredis.services import registry
 
 
 def run_cli(
@@ -94,7 +95,7 @@ def test_up_dev_records_the_stack(dev_root: Path) -> None:
     datetime.fromisoformat(document["started_at"])
     part = document["redis"]
     assert set(part) == {"mode", "nodes", "username", "password", "users", "data_dir", "pids"}
-    assert set(part["users"]) == {"gateway", "auth", "courses", "enrollments"}
+    assert set(part["users"]) == set(registry.NAMES)
     for service, user in part["users"].items():
         assert user["username"] == service
         assert len(user["password"]) >= 24

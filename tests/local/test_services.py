@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from courseredis.local.services import recorded_processes
+from courseredis.services import registry
 from tests.local.test_cli import read_stack_json, run_cli
 
 
@@ -31,7 +32,7 @@ def test_up_runs_the_services_with_demo_users_and_down_stops_everything(tmp_path
         assert result.returncode == 0, result.stderr
         document = read_stack_json(root)
         services = document["services"]
-        assert set(services) == {"gateway", "auth", "courses", "enrollments"}
+        assert set(services) == set(registry.NAMES)
         assert len(document["demo"]["students"]) >= 1
         student = document["demo"]["students"][0]
         status, _, tokens = call("POST", services["gateway"] + "/auth/login", student)

@@ -21,6 +21,7 @@ from courseredis.local import (
 from courseredis.local import nodes as local_nodes
 from courseredis.local.ports import free_ports
 from courseredis.local.processes import is_our_redis
+from courseredis.services import registry
 
 DEV = load_environment("dev").redis
 
@@ -44,7 +45,7 @@ def test_running_stack_starts_and_always_stops(tmp_path: Path) -> None:
             "password": stack.password,
             "users": {
                 service: {"username": service, "password": stack.users[service]}
-                for service in ("gateway", "auth", "courses", "enrollments")
+                for service in registry.NAMES
             },
             "data_dir": str(tmp_path.resolve()),
             "pids": stack.pids,

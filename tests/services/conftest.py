@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from courseredis.local import LocalStack
+from courseredis.services import registry
 from courseredis.services.db.migrate import upgrade
 from courseredis.services.db.seed import DemoCredentials, seed
 from courseredis.settings import RedisSettings
@@ -28,7 +29,7 @@ def redis_per_service(stack: LocalStack) -> dict[str, RedisSettings]:
     """Each service connects as its own ACL user, as deployed."""
     users = getattr(stack, "users", None) or {}
     out = {}
-    for service in ("gateway", "auth", "courses", "enrollments"):
+    for service in registry.NAMES:
         if service in users:
             out[service] = RedisSettings.for_nodes(
                 stack.nodes,

@@ -18,6 +18,7 @@ from courseredis.local.services import (
     start_services,
     stop_services,
 )
+from courseredis.services import registry
 from courseredis.services.db.migrate import upgrade
 from courseredis.services.db.seed import DemoCredentials, seed
 
@@ -35,7 +36,7 @@ class LiveServices:
 def service_redis_env(stack: LocalStack) -> dict[str, dict[str, str]]:
     users = getattr(stack, "users", None) or {}
     env = {}
-    for name in ("gateway", "auth", "courses", "enrollments"):
+    for name in registry.NAMES:
         if name in users:
             env[name] = redis_environment(stack.mode, stack.nodes, name, users[name])
         else:

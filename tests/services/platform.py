@@ -17,16 +17,13 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
+from courseredis.services import registry
 from courseredis.services.main import build
 from courseredis.services.settings import GatewaySettings, RoutePolicy, ServiceSettings
 from courseredis.settings import RedisSettings
 
 JWT_SECRET = "test-secret-" + "x" * 40
-UPSTREAMS = {
-    "auth": "http://auth.internal",
-    "courses": "http://courses.internal",
-    "enrollments": "http://enrollments.internal",
-}
+UPSTREAMS = {s.name: f"http://{s.name}.internal" for s in registry.UPSTREAMS}
 
 
 class RoutingTransport(httpx.AsyncBaseTransport):
@@ -68,12 +65,10 @@ async def running_platform(
     )
     upstream_apps = {
         name: build(name, settings=settings, redis_settings=redis_for[name])
-        for name in ("auth", "courses", "enrollments")
+        for name in UPSTREAMS
     }
     gateway_settings = GatewaySettings(
-        auth_url=UPSTREAMS["auth"],
-        courses_url=UPSTREAMS["courses"],
-        enrollments_url=UPSTREAMS["enrollments"],
+        upstreams=UPSTREAMS,
         trusted_proxies=trusted_proxies or [],
         rate_limits=rate_limits or {},
     )

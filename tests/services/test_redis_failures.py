@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from courseredis.local.ports import free_ports
+from courseredis.services import registry
 from courseredis.settings import RedisSettings
 from tests.services.flows import login
 from tests.services.platform import running_platform
@@ -76,7 +77,7 @@ async def test_each_pattern_follows_its_policy_and_service_returns_with_redis(
         connect_timeout_s=0.3,
         socket_timeout_s=0.3,
     )
-    services = dict.fromkeys(("gateway", "auth", "courses", "enrollments"), settings)
+    services = dict.fromkeys(registry.NAMES, settings)
     async with running_platform(services, seeded_database[0]) as platform:
         student = await login(platform.gateway, *credentials.students[7])
         assert (

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from courseredis import keys
 from courseredis.environments import load_environment
+from courseredis.services import registry
 from infra import values
 from infra.settings import StackSettings
 from smoke.hosts import HostSpec, machine_of, nodes_on, placement_problems, serves_port
@@ -25,7 +25,7 @@ STACK: dict[str, Any] = {
         "nodes": ["127.0.0.1:7001", "127.0.0.1:7002"],
         "username": "admin",
         "password": "admin-pw",
-        "users": {s: {"username": s, "password": f"{s}-pw"} for s in keys.SERVICES},
+        "users": {s: {"username": s, "password": f"{s}-pw"} for s in registry.NAMES},
     },
     "services": {"gateway": "http://127.0.0.1:8000"},
     "demo": {
@@ -62,7 +62,7 @@ def test_the_local_stack_is_the_default(tmp_path):
     assert target.nodes == STACK["redis"]["nodes"]
     assert target.redis_admin.password == "admin-pw"
     assert target.gateway_url == "http://127.0.0.1:8000"
-    assert set(target.service_users) == set(keys.SERVICES) and not target.service_users_missing
+    assert set(target.service_users) == set(registry.NAMES) and not target.service_users_missing
     assert target.student is not None and target.student.username == "student1"
     assert target.app_admin is not None and target.app_admin.password == "a-pw"
     assert target.hosts == [LOCAL_HOST]
@@ -98,7 +98,7 @@ def test_the_pulumi_smoke_command_is_understood(env, tmp_path):
         f"course-redis-{env}/redis-admin": {"username": "admin", "password": "deployed-pw"},
         **{
             f"course-redis-{env}/redis-user-{s}": {"username": s, "password": f"{s}-secret"}
-            for s in keys.SERVICES
+            for s in registry.NAMES
             if s != "gateway"  # one the runner may not read
         },
     }
@@ -159,7 +159,7 @@ def test_an_unknown_environment_must_be_named(tmp_path):
         resolve(no_options, cwd=tmp_path, environ=environ)
     target = resolve(options(env="dev"), cwd=tmp_path, environ=environ)
     assert target.env.name == "dev" and target.mode == "standalone"
-    assert target.service_users == {} and set(target.service_users_missing) == set(keys.SERVICES)
+    assert target.service_users == {} and set(target.service_users_missing) == set(registry.NAMES)
 
 
 @pytest.fixture

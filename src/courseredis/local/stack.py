@@ -27,7 +27,7 @@ from typing import Any, cast
 
 from redis.exceptions import RedisError
 
-from courseredis import acl, keys
+from courseredis import acl
 from courseredis.cluster_bootstrap import (
     BootstrapError,
     ClusterHealth,
@@ -49,8 +49,9 @@ from courseredis.local.nodes import (
     stop_pids,
 )
 from courseredis.local.processes import LocalStackError, is_our_redis, redis_server_binary
-
-_POLL_S = 0.1
+from courseredis.stack_file import Account, RedisRecord
+from courseredis.services import registry
+from courseredis.topology import split_addr
 
 
 @dataclass(frozen=True)
@@ -82,9 +83,26 @@ class LocalStack:
                 service: {"username": service, "password": password}
                 for service, password in self.users.items()
             },
-            "data_dir": str(self.data_dir),
-            "pids": list(self.pids),
-        }
+            data_dir=self.data_dir,
+            pids=list(self.pids),
+        )
+
+    @classmethod
+    def from_record(cls, record: RedisRecord, *, env: str) -> LocalStack:
+        return cls(
+            env=env,
+            mode=record.mode,
+            nodes=list(record.nodes),
+            username=record.username,
+            password=record.password,
+            pids=list(record.pids),
+            data_dir=record.data_dir,
+            users={service: user.password for service, user in record.users.items()},
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The `redis` section of stack.json as JSON, plus `env`."""
+        return {"env": self.env, **self.record().model_dump(mode="json")}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], *, env: str | None = None) -> LocalStack:
@@ -171,7 +189,7 @@ def start_nodes(
     binary = redis_server_binary(redis_server)
     data_dir = data_dir.resolve()
     password = secrets.token_urlsafe(24)
-    service_passwords = {service: secrets.token_urlsafe(24) for service in keys.SERVICES}
+    service_passwords = {service: secrets.token_urlsafe(24) for service in registry.NAMES}
     users = acl.all_users(password, service_passwords)
     nodes = launch_nodes(
         topology,

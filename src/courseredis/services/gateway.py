@@ -70,7 +70,7 @@ class Route:
     methods: frozenset[str]
     path: re.Pattern[str]
     name: str  # the rate-limit route: a fixed name, never the raw path
-    upstream: str  # auth | courses | enrollments
+    upstream: str  # a service of the registry's UPSTREAMS
     public: bool = False
 
 
@@ -224,11 +224,7 @@ class Forward:
     """The catch-all endpoint: checks, then the upstream's answer or the refusal."""
 
     def __init__(self, settings: GatewaySettings) -> None:
-        self.upstreams = {
-            "auth": Origin.parse(settings.auth_url),
-            "courses": Origin.parse(settings.courses_url),
-            "enrollments": Origin.parse(settings.enrollments_url),
-        }
+        self.upstreams = {name: Origin.parse(url) for name, url in settings.upstreams.items()}
         self.trusted = tuple(settings.trusted_proxies)
         self.policies = route_policies(settings)
 

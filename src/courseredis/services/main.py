@@ -11,8 +11,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI
 from pydantic import ValidationError
 
-from courseredis import keys
-from courseredis.services import auth, courses, enrollments, gateway, logs
+from courseredis.services import auth, courses, enrollments, gateway, logs, registry
 from courseredis.services.app import StartupHook, create_app
 from courseredis.services.settings import GatewaySettings, ServiceSettings
 from courseredis.settings import RedisSettings
@@ -27,8 +26,7 @@ def build(
     upstream_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     """The app of one service; settings default to the environment."""
-    if service not in keys.SERVICES:
-        raise ValueError(f"unknown service {service!r}; choose one of {keys.SERVICES}")
+    registry.service(service)  # UnknownService (a ValueError) names the known ones
     settings = settings or ServiceSettings()
     redis_settings = redis_settings or RedisSettings()
     if service == "gateway":
@@ -66,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="courseredis-service", description="Serve one service of the course platform."
     )
-    parser.add_argument("service", choices=keys.SERVICES)
+    parser.add_argument("service", choices=registry.NAMES)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)

@@ -19,6 +19,7 @@ class ServiceSettings(BaseSettings):
     """What every service reads: the database, the JWT secret, logging and input limits."""
 
     model_config = SettingsConfigDict(extra="ignore")
+from courseredis.services import registry
 
     database_url: str = DEFAULT_DATABASE_URL
     # HS256 needs a key of at least 256 bits to mean anything.
@@ -76,9 +77,9 @@ class GatewaySettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
 
-    auth_url: str = "http://127.0.0.1:8001"
-    courses_url: str = "http://127.0.0.1:8002"
-    enrollments_url: str = "http://127.0.0.1:8003"
+    # Service name -> URL, one per upstream of the registry; each is read from its own
+    # variable (GATEWAY_AUTH_URL, ...: `_UpstreamUrls`), a missing one takes its default.
+    upstreams: dict[str, str] = Field(default_factory=registry.default_upstream_urls)
     # X-Forwarded-For is believed only when the peer is one of these networks.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # JSON object route -> RoutePolicy; replaces the defaults of the routes it names.
@@ -95,6 +96,31 @@ class GatewaySettings(BaseSettings):
             value = [v.strip() for v in value.split(",") if v.strip()]
         for network in value:
             ipaddress.ip_network(network, strict=False)  # ValueError names the bad entry
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            _UpstreamUrls(settings_cls),
+            env_settings,
+            dotenv_settings,
+            file_secret_settings,
+        )
+
+    @field_validator("upstreams", mode="after")
+    @classmethod
+    def _every_upstream(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = set(value) - {s.name for s in registry.UPSTREAMS}
+        if unknown:
+            raise ValueError(f"unknown upstreams {sorted(unknown)}")
+        return {**registry.default_upstream_urls(), **value}
+
         return value
 
     @field_validator("rate_limits", mode="before")
@@ -108,3 +134,22 @@ class GatewaySettings(BaseSettings):
                 f"unknown routes {sorted(unknown)}; known: {sorted(DEFAULT_RATE_LIMITS)}"
             )
         return {**DEFAULT_RATE_LIMITS, **value}
+
+
+class _UpstreamUrls(PydanticBaseSettingsSource):
+    """Each upstream's URL from the variable the registry names for it (GATEWAY_AUTH_URL, ...).
+
+    A source of its own because the variables come from the registry rather than from
+    fields: adding a service adds its variable without touching these settings.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the variables itself
+
+    def __call__(self) -> dict[str, Any]:
+        found = {
+            s.name: os.environ[s.upstream.setting]
+            for s in registry.UPSTREAMS
+            if s.upstream is not None and s.upstream.setting in os.environ
+        }
+        return {"upstreams": found} if found else {}

@@ -54,6 +54,7 @@ from courseredis.patterns import (
     Sessions,
 )
 from courseredis.patterns.ratelimit import Limit
+from courseredis.services import registry
 from courseredis.settings import RedisSettings
 
 NAME = "access"
@@ -183,11 +184,12 @@ def _key(pattern: keys.KeyPattern, service: str) -> str:
 
 def _expected(service: str, pattern: keys.KeyPattern, command: str) -> bool:
     """Whether the key schema lets `service` run `command` on `pattern`'s keys."""
-    if pattern is keys.IDEMPOTENCY and service not in pattern.writers:
+    record = registry.service(service)
+    if pattern is keys.IDEMPOTENCY and pattern not in record.writes:
         return False
-    if service in pattern.writers:
+    if pattern in record.writes:
         return command in pattern.write_commands + pattern.read_commands
-    if service in pattern.readers:
+    if pattern in record.reads:
         return command in pattern.read_commands
     return False
 
@@ -221,7 +223,7 @@ def _scenario(stack: LocalStack, result: ScenarioResult) -> None:
                 retries=0,
             )
         )
-        for service in keys.SERVICES
+        for service in registry.NAMES
     }
     tried = 0
     silently_allowed: list[str] = []
@@ -249,7 +251,7 @@ def _scenario(stack: LocalStack, result: ScenarioResult) -> None:
                         refusal_texts[seen.split(":")[0][:60]] += 1
                     else:
                         silently_allowed.append(f"{cell}: {seen}")
-                own = [p for p in keys.PATTERNS if service in p.writers]
+                own = list(registry.service(service).writes)
                 for template in _FOREIGN_ON_OWN_KEYS:
                     for pattern in own:
                         key = _key(pattern, service)
@@ -269,7 +271,7 @@ def _scenario(stack: LocalStack, result: ScenarioResult) -> None:
                 else:
                     silently_allowed.append(f"{service} SET {outside}: {seen}")
             # A script declaring one of the service's keys but reaching another from inside.
-            own_key = _key(next(p for p in keys.PATTERNS if service in p.writers), service)
+            own_key = _key(registry.service(service).writes[0], service)
             refused, seen = _outcome(
                 client, "EVAL", "return redis.call('GET', 'config:secret')", "1", own_key
             )
@@ -280,7 +282,7 @@ def _scenario(stack: LocalStack, result: ScenarioResult) -> None:
             else:
                 silently_allowed.append(f"{service} EVAL reaching outside its keys: {seen}")
 
-        for service in keys.SERVICES:
+        for service in registry.NAMES:
             for addr in stack.nodes:
                 with node_client(addr, service, stack.users[service]) as node:
                     for dangerous in _DANGEROUS:
@@ -354,7 +356,7 @@ def _pattern_calls(clients: dict[str, SyncClient]) -> tuple[int, list[str]]:
     for name, call in calls.items():
         pattern = keys.pattern(name)
         for service, client in clients.items():
-            if service in pattern.writers:
+            if pattern in registry.service(service).writes:
                 continue
             count += 1
             try:
@@ -385,7 +387,7 @@ async def _gateway_with_wrong_user(stack: LocalStack) -> dict[str, Any]:
         settings=settings,
         redis_settings=redis_settings,
         gateway_settings=GatewaySettings(
-            auth_url=upstreams, courses_url=upstreams, enrollments_url=upstreams
+            upstreams=dict.fromkeys(registry.default_upstream_urls(), upstreams)
         ),
     )
     token, _ = issue_access_token(

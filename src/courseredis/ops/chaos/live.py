@@ -28,18 +28,17 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from courseredis.cluster_bootstrap import ClusterNode, parse_cluster_nodes
 from courseredis.environments import RedisTopology, load_environment
 from courseredis.local import LocalStack, start_stack, stop_stack
 from courseredis.local.nodes import NodeProcess, node_directory, relaunch_nodes
 from courseredis.local.processes import LocalStackError, is_our_redis, redis_server_binary
 from courseredis.local.services import (
-    SERVICES,
     ServiceProcess,
     redis_environment,
     start_services,
     stop_services,
 )
+from courseredis.services import registry
 from courseredis.local.stack import recorded_bus_port
 from courseredis.services.db.migrate import upgrade
 from courseredis.services.db.seed import DemoCredentials, seed
@@ -96,10 +95,10 @@ class LivePlatform:
 
     def node(self, addr: str) -> redis.Redis:
         """A client of one node as the admin, with no retries: callers poll themselves."""
-        host, port = addr.rsplit(":", 1)
+        host, port = split_addr(addr)
         return redis.Redis(
             host=host,
-            port=int(port),
+            port=port,
             username=self.stack.username,
             password=self.stack.password,
             socket_timeout=1.0,
@@ -112,7 +111,7 @@ class LivePlatform:
         with self.node(addr) as client:
             return parse_cluster_nodes(str(client.execute_command("CLUSTER", "NODES")))
 
-    def services_alive(self) -> list[str]:
+    def services_gone(self) -> list[str]:
         """The services whose process is gone (empty: all alive)."""
         gone = []
         for service in self.services:
@@ -161,7 +160,7 @@ def live_platform(
         )
         redis_env = {
             name: redis_environment(stack.mode, stack.nodes, name, stack.users[name])
-            for name in SERVICES
+            for name in registry.NAMES
         }
         acks = topology.logout_replica_acks if replica_acks else 0
         if acks:

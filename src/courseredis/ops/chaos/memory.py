@@ -179,7 +179,7 @@ async def _scenario(platform: LivePlatform, options: MemoryOptions, result: Scen
             not unclean,
             "; ".join(f"{s.op} {s.status} {s.detail}" for s in unclean[:5]),
         )
-        gone = platform.services_alive()
+        gone = platform.services_gone()
         result.check("services stay up", not gone, f"gone: {gone}")
 
         began = time.monotonic()

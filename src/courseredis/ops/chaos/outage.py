@@ -91,7 +91,7 @@ async def _scenario(platform: LivePlatform, options: OutageOptions, result: Scen
     gateway = Gateway(platform.gateway, recorder)
     direct = {
         name: httpx.AsyncClient(base_url=platform.url(name), timeout=10)
-        for name in ("courses", "enrollments")
+        for name in ("courses", "enrollments")  # the two `direct_call`s of a probe
     }
     addresses = Addresses()
     try:
@@ -196,7 +196,7 @@ async def _scenario(platform: LivePlatform, options: OutageOptions, result: Scen
             "check", "GET", "/courses/1", ip=addresses.take(), token=kept.access
         )
         figures["session_survived"] = survived is not None and survived.status_code == 200
-        gone = platform.services_alive()
+        gone = platform.services_gone()
         result.check("no service restarted", not gone, f"gone: {gone}")
     finally:
         await gateway.aclose()

@@ -1,0 +1,97 @@
+"""The services of the platform, declared once.
+
+Everything that lists services reads this table: the ACL users (one per service, from the
+key patterns it writes and reads), the gateway's upstreams and their settings, the local
+stack (which starts them in this order), chaos, benchmarks, infra and the tests. Adding a
+service means a record here and the service's own module.
+
+This module imports nothing but the key schema, so `keys`-level code (`acl`, infra) can
+read it without pulling in FastAPI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from courseredis import keys
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """How the gateway reaches a service: the variable that holds its URL, and its default."""
+
+    setting: str  # the environment variable, as the chart renders it: GATEWAY_<NAME>_URL
+    default_url: str
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    # Drives the service's ACL user: read-write on what it writes, read-only on what it reads.
+    writes: tuple[keys.KeyPattern, ...]
+    reads: tuple[keys.KeyPattern, ...] = ()
+    # The path its router serves (FastAPI syntax); None for the gateway, which serves all.
+    route_prefix: str | None = None
+    # None: not behind the gateway (the gateway itself).
+    upstream: Upstream | None = None
+
+    def uses(self, pattern: keys.KeyPattern) -> bool:
+        return pattern in self.writes or pattern in self.reads
+
+
+AUTH = Service(
+    name="auth",
+    writes=(keys.JWT_REVOKED, keys.REFRESH_TOKEN, keys.SESSION),
+    route_prefix="/auth",
+    upstream=Upstream("GATEWAY_AUTH_URL", "http://127.0.0.1:8001"),
+)
+COURSES = Service(
+    name="courses",
+    writes=(keys.COURSE_CACHE, keys.IDEMPOTENCY, keys.EVENT_STREAM),
+    route_prefix="/courses",
+    upstream=Upstream("GATEWAY_COURSES_URL", "http://127.0.0.1:8002"),
+)
+ENROLLMENTS = Service(
+    name="enrollments",
+    writes=(keys.ENROLLMENT_LOCK, keys.IDEMPOTENCY, keys.EVENT_STREAM),
+    route_prefix="/courses/{course_id}/enrollments",
+    upstream=Upstream("GATEWAY_ENROLLMENTS_URL", "http://127.0.0.1:8003"),
+)
+GATEWAY = Service(
+    name="gateway",
+    writes=(keys.RATE_LIMIT_IP, keys.RATE_LIMIT_USER, keys.SESSION),
+    reads=(keys.JWT_REVOKED,),
+)
+
+# In start order: the gateway last, because it needs the rest.
+SERVICES: tuple[Service, ...] = (AUTH, COURSES, ENROLLMENTS, GATEWAY)
+NAMES: tuple[str, ...] = tuple(s.name for s in SERVICES)
+# The services behind the gateway, the ones it forwards to.
+UPSTREAMS: tuple[Service, ...] = tuple(s for s in SERVICES if s.upstream is not None)
+_BY_NAME = {s.name: s for s in SERVICES}
+
+
+class UnknownService(ValueError):
+    """A name that is not in the registry."""
+
+
+def service(name: str) -> Service:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise UnknownService(f"unknown service {name!r}; known: {NAMES}") from None
+
+
+def writers(pattern: keys.KeyPattern) -> tuple[str, ...]:
+    """The services that write keys of `pattern`."""
+    return tuple(s.name for s in SERVICES if pattern in s.writes)
+
+
+def readers(pattern: keys.KeyPattern) -> tuple[str, ...]:
+    """The services that only read keys of `pattern`."""
+    return tuple(s.name for s in SERVICES if pattern in s.reads and pattern not in s.writes)
+
+
+def default_upstream_urls() -> dict[str, str]:
+    """Where the gateway looks for each upstream when no variable says otherwise."""
+    return {s.name: s.upstream.default_url for s in UPSTREAMS if s.upstream is not None}
