@@ -103,9 +103,6 @@ def test_the_configmap_holds_the_repository_locustfiles(settings: StackSettings)
     objects = render_locust(chart_values(settings), settings.namespace)
     files = mounted_files(objects)
     assert set(files) == set(LOCUSTFILES)
-    assert {path for path in LOCUSTFILES if path.startswith("common/")} == {
-        f"common/{module.name}" for module in Path("loadtests/common").glob("*.py")
-    }
     for name in LOCUSTFILES:
         assert files[name] == (Path("loadtests") / name).read_text(), name
     # Every volume a pod mounts comes from what the chart declares.
