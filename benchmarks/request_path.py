@@ -50,6 +50,7 @@ from courseredis.services.db.seed import seed
 from courseredis.services.main import build
 from courseredis.services.settings import GatewaySettings, RoutePolicy, ServiceSettings
 from courseredis.settings import RedisSettings
+from courseredis.topology import split_addr
 
 COURSES = 20
 CONCURRENCY = 16

@@ -8,8 +8,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from courseredis.cluster_bootstrap import split_addr
 from courseredis.settings import RedisSettings
+from courseredis.topology import split_addr
 from smoke.target import Target
 
 

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import testinfra  # type: ignore[import-untyped]  # no type information
 from testinfra.host import Host  # type: ignore[import-untyped]
 
-from courseredis.cluster_bootstrap import split_addr
+from courseredis.topology import split_addr
 
 
 @dataclass(frozen=True)

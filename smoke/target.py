@@ -270,9 +270,10 @@ def resolve(
     if not nodes:
         raise TargetError("no Redis nodes: give --redis-nodes / SMOKE_REDIS_NODES")
     for node in nodes:
-        host, sep, port = node.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise TargetError(f"Redis node {node!r} is not host:port")
+        try:
+            split_addr(node)
+        except ValueError:
+            raise TargetError(f"Redis node {node!r} is not host:port") from None
 
     secret_ref = get("redis_password_secret")
     namespace = _secret_namespace(secret_ref) if secret_ref else None
@@ -376,7 +377,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _loopback(node: str) -> bool:
-    host = node.rpartition(":")[0].strip("[]")
+    host = split_addr(node)[0]
     if host == "localhost":
         return True
     try:

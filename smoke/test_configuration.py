@@ -10,9 +10,9 @@ import ssl
 
 import redis
 
-from courseredis.cluster_bootstrap import split_addr
 from courseredis.environments import RedisTopology
 from courseredis.redis_config import APPENDFSYNC, MAXMEMORY_POLICY
+from courseredis.topology import split_addr
 from smoke.target import Target
 
 _UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}

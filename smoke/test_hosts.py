@@ -7,9 +7,9 @@ import pytest
 import redis
 from testinfra.host import Host  # type: ignore[import-untyped]  # no type information
 
-from courseredis.cluster_bootstrap import split_addr
 from courseredis.environments import RedisTopology
 from courseredis.redis_config import APPENDFSYNC, MAXMEMORY_POLICY
+from courseredis.topology import split_addr
 from smoke.hosts import (
     HostSpec,
     get_host,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import redis
 from redis.exceptions import RedisError
 
-from courseredis.cluster_bootstrap import TOTAL_SLOTS, ClusterHealth, cluster_health
+from courseredis.cluster_bootstrap import ClusterHealth, cluster_health
 from courseredis.environments import RedisTopology
+from courseredis.topology import TOTAL_SLOTS
+from courseredis.waiting import TimedOut, wait_until
 from smoke.hosts import HostSpec, machine_of, nodes_on, placement_problems
 from smoke.target import LOCAL_HOST, Target
 
@@ -50,17 +50,22 @@ def health(target: Target, topology: RedisTopology) -> ClusterHealth:
         pytest.skip(f"{target.env.name} is a single node: no cluster to check")
     # A cluster settling after a deploy (a replica still syncing, a bus link coming up) gets
     # a few seconds; what is still wrong after them is reported.
-    deadline = time.monotonic() + SETTLE_S
-    while True:
+    seen: list[ClusterHealth] = []
+
+    def healthy() -> ClusterHealth | None:
         health = cluster_health(
             target.nodes,
             target.redis_admin.username,
             target.redis_admin.password,
             topology.replicas_per_master,
         )
-        if health.ok or time.monotonic() > deadline:
-            return health
-        time.sleep(0.5)
+        seen.append(health)
+        return health if health.ok else None
+
+    try:
+        return wait_until(healthy, timeout_s=SETTLE_S, what="a healthy cluster", interval_s=0.5)
+    except TimedOut:
+        return seen[-1]  # not healthy: the tests below say why
 
 
 def test_single_node_is_a_master(topology: RedisTopology, nodes: dict[str, redis.Redis]) -> None:

@@ -12,52 +12,23 @@ from pathlib import Path
 import pytest
 
 from courseredis.cluster_bootstrap import (
-    TOTAL_SLOTS,
     BootstrapError,
     bootstrap_cluster,
     cluster_health,
     even_shares,
     main,
-    parse_cluster_nodes,
-    slot_ranges,
+    wait_until_healthy,
 )
 from courseredis.environments import load_environment
 from courseredis.local import LocalStack, start_nodes, stop_stack
 from courseredis.local.ports import free_ports
+from courseredis.topology import TOTAL_SLOTS, parse_cluster_nodes, split_addr
 from tests.support import node
 
 PROD = load_environment("prod").redis
 
 
 # --- pure parts -----------------------------------------------------------------------------
-
-NODES_TEXT = """\
-e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001,redis-0.redis myself,master - 0 0 1 connected 0-5460 7000 [5461->-292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f]
-292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30002@31002, master - 0 1426238316232 2 connected 5461-10922
-6ec23923021cf3ffec47632106199cb7f496ce01 127.0.0.1:30005@31005 slave,fail? 67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 0 1426238316232 5 disconnected
-c3a8ae5c5e7a8a0a8a0b5e1a1c3a8ae5c5e7a8a0 :30009@40009 noflags - 0 0 0 connected
-"""  # noqa: E501
-
-
-def test_parse_cluster_nodes_reads_the_redis_7_address_format() -> None:
-    first, second, replica, fresh = parse_cluster_nodes(NODES_TEXT)
-    assert (first.host, first.port, first.bus_port) == ("127.0.0.1", 30001, 31001)
-    assert first.hostname == "redis-0.redis"
-    assert first.myself
-    assert first.is_master
-    assert not first.is_replica
-    assert first.slots == ((0, 5460), (7000, 7000))
-    assert first.slot_count == 5462
-    assert first.open_slots == ("[5461->-292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f]",)
-    assert first.config_epoch == 1
-    assert second.hostname is None
-    assert second.master_id is None
-    assert replica.is_replica
-    assert replica.failing
-    assert replica.master_id == "67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1"
-    assert replica.link_state == "disconnected"
-    assert (fresh.host, fresh.port, fresh.bus_port) == ("", 30009, 40009)
-    assert fresh.flags == frozenset()
 
 
 def test_even_shares_split_a_new_cluster_evenly() -> None:
@@ -68,10 +39,6 @@ def test_even_shares_give_the_rest_to_the_masters_that_have_least() -> None:
     assert even_shares([5462, 5461, 0], 5461) == [0, 0, 5461]
     assert even_shares([100, 0, 0], 100) == [0, 50, 50]
     assert even_shares([100, 0, 0], 300) == [34, 133, 133]
-
-
-def test_slot_ranges_collapse_runs() -> None:
-    assert slot_ranges([5, 1, 2, 3, 9, 10]) == [(1, 3), (5, 5), (9, 10)]
 
 
 # --- on real nodes --------------------------------------------------------------------------
@@ -159,8 +126,8 @@ def test_bootstrap_forms_the_cluster_and_a_second_run_changes_nothing(
 def test_bootstrap_finishes_an_interrupted_slot_assignment(bare_nodes: LocalStack) -> None:
     # A Job killed after the MEETs and two of the three ADDSLOTSRANGE.
     for index in range(1, 6):
-        host, port = bare_nodes.nodes[index].rsplit(":", 1)
-        cluster(bare_nodes, 0, "MEET", host, int(port), bus_port(bare_nodes, index))
+        host, port = split_addr(bare_nodes.nodes[index])
+        cluster(bare_nodes, 0, "MEET", host, port, bus_port(bare_nodes, index))
     cluster(bare_nodes, 0, "ADDSLOTSRANGE", 0, 5461)
     cluster(bare_nodes, 1, "ADDSLOTSRANGE", 5462, 10922)
 
@@ -221,6 +188,14 @@ def test_bootstrap_times_out_naming_the_silent_node(bare_nodes: LocalStack) -> N
             password=bare_nodes.password,
             timeout_s=0.3,
         )
+
+
+def test_waiting_for_health_times_out_with_what_is_still_wrong(bare_nodes: LocalStack) -> None:
+    with pytest.raises(BootstrapError, match="waiting for a healthy cluster") as caught:
+        wait_until_healthy(
+            bare_nodes.nodes, bare_nodes.username, bare_nodes.password, 1, timeout_s=0.2
+        )
+    assert f"{bare_nodes.nodes[0]}: cluster_state:fail" in str(caught.value)
 
 
 def test_cli_exits_1_with_the_problems(

@@ -17,13 +17,14 @@ import pytest
 import redis
 import redis.cluster
 
-from courseredis.cluster_bootstrap import TOTAL_SLOTS, cluster_health, parse_cluster_nodes
+from courseredis.cluster_bootstrap import cluster_health
 from courseredis.cluster_repair import RepairReport
 from courseredis.environments import load_environment
 from courseredis.local import LocalStack, LocalStackError, restart_stack, start_stack, stop_stack
 from courseredis.local import stack as local_stack
 from courseredis.local.processes import is_our_redis, read_pid
 from courseredis.patterns.sessions import Sessions
+from courseredis.topology import TOTAL_SLOTS, parse_cluster_nodes, split_addr
 from tests.support import node
 
 PROD = load_environment("prod").redis
@@ -38,10 +39,10 @@ def new_hosts(stack: LocalStack) -> list[str]:
 
 
 def cluster_client(stack: LocalStack) -> redis.cluster.RedisCluster:
-    host, port = stack.nodes[0].rsplit(":", 1)
+    host, port = split_addr(stack.nodes[0])
     return redis.cluster.RedisCluster(
         host=host,
-        port=int(port),
+        port=port,
         username=stack.username,
         password=stack.password,
         decode_responses=True,

@@ -30,11 +30,10 @@ import logging
 import os
 import socket
 import sys
-import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
@@ -47,7 +46,18 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
-TOTAL_SLOTS = 16384
+from courseredis.topology import (
+    TOTAL_SLOTS,
+    ClusterNode,
+    merged_view,
+    parse_cluster_nodes,
+    slot_masters,
+    slot_ranges,
+    split_addr,
+)
+from courseredis.waiting import Deadline, TimedOut, wait_until
+
+T = TypeVar("T")
 _log = logging.getLogger(__name__)
 _POLL_S = 0.05
 _SOCKET_TIMEOUT_S = 2.0
@@ -57,98 +67,7 @@ class BootstrapError(RuntimeError):
     """The cluster could not be formed or repaired; the message says what is wrong."""
 
 
-# --- CLUSTER NODES ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ClusterNode:
-    """One line of `CLUSTER NODES`: a node as seen by the node that was asked."""
-
-    node_id: str
-    host: str  # the announced IP; "" while a fresh node has not learned it from a MEET
-    port: int
-    bus_port: int
-    hostname: str | None
-    flags: frozenset[str]
-    master_id: str | None
-    config_epoch: int
-    link_state: str
-    slots: tuple[tuple[int, int], ...]
-    open_slots: tuple[str, ...]  # "[slot->-id]" / "[slot-<-id]": a migration in progress
-
-    @property
-    def addr(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def myself(self) -> bool:
-        return "myself" in self.flags
-
-    @property
-    def is_master(self) -> bool:
-        return "master" in self.flags
-
-    @property
-    def is_replica(self) -> bool:
-        return "slave" in self.flags
-
-    @property
-    def failing(self) -> bool:
-        return bool({"fail", "fail?"} & self.flags)
-
-    @property
-    def slot_count(self) -> int:
-        return sum(end - start + 1 for start, end in self.slots)
-
-
-def parse_cluster_nodes(text: str) -> list[ClusterNode]:
-    """Parse `CLUSTER NODES`, including Redis 7's `ip:port@cport,hostname` address field."""
-    nodes = []
-    for line in text.splitlines():
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) < 8:
-            raise ValueError(f"malformed CLUSTER NODES line: {line!r}")
-        address, _, hostname = fields[1].partition(",")
-        endpoint, _, bus = address.partition("@")
-        host, _, port = endpoint.rpartition(":")
-        slots: list[tuple[int, int]] = []
-        open_slots: list[str] = []
-        for item in fields[8:]:
-            if item.startswith("["):
-                open_slots.append(item)
-                continue
-            start, _, end = item.partition("-")
-            slots.append((int(start), int(end or start)))
-        flags = frozenset(fields[2].split(",")) - {"noflags"}
-        nodes.append(
-            ClusterNode(
-                node_id=fields[0],
-                host=host,
-                port=int(port),
-                bus_port=int(bus) if bus else int(port) + 10000,
-                hostname=hostname or None,
-                flags=flags,
-                master_id=None if fields[3] == "-" else fields[3],
-                config_epoch=int(fields[6]),
-                link_state=fields[7],
-                slots=tuple(slots),
-                open_slots=tuple(open_slots),
-            )
-        )
-    return nodes
-
-
-def slot_ranges(slots: Iterable[int]) -> list[tuple[int, int]]:
-    """Collapse slot numbers into sorted inclusive `(start, end)` ranges."""
-    ranges: list[tuple[int, int]] = []
-    for slot in sorted(set(slots)):
-        if ranges and ranges[-1][1] == slot - 1:
-            ranges[-1] = (ranges[-1][0], slot)
-        else:
-            ranges.append((slot, slot))
-    return ranges
+# --- slots ----------------------------------------------------------------------------------
 
 
 def even_shares(counts: Sequence[int], extra: int) -> list[int]:
@@ -180,14 +99,6 @@ def even_shares(counts: Sequence[int], extra: int) -> list[int]:
 # --- talking to nodes -----------------------------------------------------------------------
 
 
-def split_addr(addr: str) -> tuple[str, int]:
-    """`host:port` or `[v6]:port` -> (host, port)."""
-    host, sep, port = addr.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"node address {addr!r} is not host:port")
-    return host.strip("[]"), int(port)
-
-
 @dataclass
 class _NodeState:
     """What one node says about itself and the cluster, read in one pass."""
@@ -200,7 +111,7 @@ class _NodeState:
 
     @property
     def known_ids(self) -> set[str]:
-        return {n.node_id for n in self.view if not {"handshake", "noaddr"} & n.flags}
+        return {n.node_id for n in self.view if n.member}
 
 
 def _describe(exc: BaseException) -> str:
@@ -273,16 +184,6 @@ def _read_all(clients: Mapping[str, redis.Redis]) -> dict[str, _NodeState]:
     return states
 
 
-class _Deadline:
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._end = time.monotonic() + seconds
-
-    @property
-    def expired(self) -> bool:
-        return time.monotonic() >= self._end
-
-
 # --- health -------------------------------------------------------------------------------
 
 
@@ -344,9 +245,7 @@ def _assess(clients: Mapping[str, redis.Redis], replicas_per_master: int) -> Clu
 
     merged = _merged_view(states)
     masters: list[MasterSummary] = []
-    for master in sorted(
-        (n for n in merged.values() if n.is_master and n.slots), key=lambda n: n.slots[0]
-    ):
+    for master in slot_masters(merged.values(), include_failing=True):
         replicas = [
             addr_of.get(n.node_id, n.addr)
             for n in merged.values()
@@ -405,15 +304,7 @@ def _slot_map(state: _NodeState) -> tuple[tuple[str, tuple[tuple[int, int], ...]
 
 
 def _merged_view(states: Mapping[str, _NodeState]) -> dict[str, ClusterNode]:
-    """Every node the cluster knows; a given node's line about itself wins over hearsay."""
-    merged: dict[str, ClusterNode] = {}
-    for state in states.values():
-        for node in state.view:
-            if not {"handshake", "noaddr"} & node.flags:
-                merged.setdefault(node.node_id, node)
-    for state in states.values():
-        merged[state.me.node_id] = state.me
-    return merged
+    return merged_view(state.view for state in states.values())
 
 
 def _link_up(node: ClusterNode, states: Mapping[str, _NodeState]) -> bool:
@@ -466,7 +357,7 @@ def bootstrap_cluster(
             split_addr(addr)
         except ValueError as exc:
             raise BootstrapError(str(exc)) from exc
-    deadline = _Deadline(timeout_s)
+    deadline = Deadline(timeout_s)
     actions: list[str] = []
     with _connections(nodes, username, password) as clients:
         _wait_for_ping(clients, deadline)
@@ -485,7 +376,7 @@ class _Former:
         clients: Mapping[str, redis.Redis],
         nodes: list[str],
         masters: int,
-        deadline: _Deadline,
+        deadline: Deadline,
         actions: list[str],
     ) -> None:
         self.clients = clients
@@ -571,23 +462,24 @@ class _Former:
             self._run(anchor, "CLUSTER", "MEET", ip, port, state.me.bus_port)
 
     def _wait_until_all_known(self) -> dict[str, _NodeState]:
-        while True:
+        missing: dict[str, list[str]] = {}
+
+        def all_known() -> dict[str, _NodeState] | None:
             states = _read_all(self.clients)
             ids = {s.me.node_id: addr for addr, s in states.items()}
-            missing = {
-                addr: sorted(a for i, a in ids.items() if i not in s.known_ids)
-                for addr, s in states.items()
-            }
-            missing = {addr: unknown for addr, unknown in missing.items() if unknown}
-            if not missing:
-                return states
-            if self.deadline.expired:
-                detail = "; ".join(f"{a} does not know {', '.join(u)}" for a, u in missing.items())
-                raise BootstrapError(
-                    f"timed out after {self.deadline.seconds:g} s waiting for the nodes to "
-                    f"meet: {detail}"
-                )
-            time.sleep(_POLL_S)
+            missing.clear()
+            for addr, s in states.items():
+                unknown = sorted(a for i, a in ids.items() if i not in s.known_ids)
+                if unknown:
+                    missing[addr] = unknown
+            return None if missing else states
+
+        return _within(
+            self.deadline,
+            all_known,
+            "the nodes to meet",
+            lambda: "; ".join(f"{a} does not know {', '.join(u)}" for a, u in missing.items()),
+        )
 
     def _assign_slots(self, states: Mapping[str, _NodeState]) -> None:
         merged = _merged_view(states)
@@ -616,10 +508,8 @@ class _Former:
     def _attach_replicas(self, states: Mapping[str, _NodeState]) -> None:
         merged = _merged_view(states)
         addr_of = {s.me.node_id: a for a, s in states.items()}
-        masters = sorted(
-            (n for n in merged.values() if n.is_master and n.slots and not n.failing),
-            key=lambda n: n.slots[0],  # ties go to the master of the lowest slots: stable runs
-        )
+        # By first slot: ties go to the master of the lowest slots, so runs are stable.
+        masters = slot_masters(merged.values())
         if not masters:
             return
         replica_count = {
@@ -645,10 +535,27 @@ class _Former:
         return {s.me.node_id for s in states.values()}
 
 
-def _wait_for_ping(clients: Mapping[str, redis.Redis], deadline: _Deadline) -> None:
+def _within(
+    deadline: Deadline, check: Callable[[], T | None], what: str, detail: Callable[[], str]
+) -> T:
+    """`wait_until` within what is left of the bootstrap's one deadline.
+
+    A time-out is a `BootstrapError` naming the whole budget and what was still wrong: the
+    error callers of the bootstrap handle.
+    """
+    try:
+        return wait_until(check, timeout_s=deadline.remaining_s, what=what, interval_s=_POLL_S)
+    except TimedOut as exc:
+        raise BootstrapError(
+            f"timed out after {deadline.seconds:g} s waiting for {what}: {detail()}"
+        ) from exc
+
+
+def _wait_for_ping(clients: Mapping[str, redis.Redis], deadline: Deadline) -> None:
     pending = dict(clients)
     errors: dict[str, str] = {}
-    while pending:
+
+    def all_answer() -> bool:
         for addr, client in list(pending.items()):
             try:
                 client.ping()
@@ -661,28 +568,43 @@ def _wait_for_ping(clients: Mapping[str, redis.Redis], deadline: _Deadline) -> N
                 errors[addr] = _describe(exc)
             else:
                 del pending[addr]
-        if not pending:
-            return
-        if deadline.expired:
-            detail = "; ".join(f"{a} ({errors.get(a, 'no answer')})" for a in pending)
-            raise BootstrapError(
-                f"timed out after {deadline.seconds:g} s waiting for nodes to answer PING: {detail}"
-            )
-        time.sleep(_POLL_S)
+        return not pending
+
+    _within(
+        deadline,
+        all_answer,
+        "nodes to answer PING",
+        lambda: "; ".join(f"{a} ({errors.get(a, 'no answer')})" for a in pending),
+    )
+
+
+def wait_until_healthy(
+    nodes: Sequence[str],
+    username: str | None,
+    password: str | None,
+    replicas_per_master: int,
+    *,
+    timeout_s: float,
+) -> ClusterHealth:
+    """Wait until `cluster_health` says ok (a cluster settling after a restart, say).
+
+    Raises `BootstrapError` listing what is still wrong when it is not healthy in time.
+    """
+    with _connections(nodes, username, password) as clients:
+        return _wait_until_healthy(clients, replicas_per_master, Deadline(timeout_s))
 
 
 def _wait_until_healthy(
-    clients: Mapping[str, redis.Redis], replicas_per_master: int, deadline: _Deadline
+    clients: Mapping[str, redis.Redis], replicas_per_master: int, deadline: Deadline
 ) -> ClusterHealth:
-    while True:
+    problems: list[str] = []
+
+    def healthy() -> ClusterHealth | None:
         health = _assess(clients, replicas_per_master)
-        if health.ok:
-            return health
-        if deadline.expired:
-            raise BootstrapError(
-                f"cluster not healthy after {deadline.seconds:g} s: " + "; ".join(health.problems)
-            )
-        time.sleep(_POLL_S)
+        problems[:] = health.problems
+        return health if health.ok else None
+
+    return _within(deadline, healthy, "a healthy cluster", lambda: "; ".join(problems))
 
 
 # --- CLI --------------------------------------------------------------------------------------

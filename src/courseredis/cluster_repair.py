@@ -41,6 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from courseredis.topology import split_addr
+from courseredis.waiting import Deadline
+
 Resolver = Callable[[str], str | None]
 
 # How long the CLI waits for peers' names to resolve: the pods of a full restart get their
@@ -111,8 +114,13 @@ class _Field:
     def parse(cls, text: str) -> _Field | None:
         endpoint, comma, extras = text.partition(",")
         address, at, _bus = endpoint.partition("@")
-        ip, colon, port = address.rpartition(":")
-        if not colon or not at or not port.isdigit():
+        if not at:
+            return None
+        try:
+            # Empty on a node that has not learned its IP yet; never in brackets (nodes.conf
+            # writes IPv6 bare), so the IP is the field up to its last colon, as written.
+            ip, _port = split_addr(address, host_required=False)
+        except ValueError:
             return None
         # Redis 7.0 writes `,hostname`; 7.2 adds `,key=value` fields after it.
         hostname = extras.split(",", 1)[0] if comma else ""
@@ -229,12 +237,14 @@ def repair_when_resolved(
     come up late still starts with every address that could be fixed. The report holds the
     changes of all passes and what still did not resolve at the end.
     """
-    deadline = time.monotonic() + wait_s
+    # Not `wait_until`: running out of time is no error here (the node starts with what
+    # resolved), and the sleep is the caller's, so the tests need not wait.
+    deadline = Deadline(max(0.0, wait_s))
     changes: list[AddressChange] = []
     while True:
         report = repair_nodes_conf(path, my_ip=my_ip, resolve=resolve)
         changes += report.changes
-        if not report.unresolved or time.monotonic() >= deadline:
+        if not report.unresolved or deadline.expired:
             return RepairReport(
                 path=report.path,
                 exists=report.exists,
@@ -242,7 +252,7 @@ def repair_when_resolved(
                 unresolved=report.unresolved,
                 anonymous=report.anonymous,
             )
-        sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+        sleep(min(poll_s, deadline.remaining_s))
 
 
 def _check_ip(ip: str, what: str = "my_ip") -> None:

@@ -53,6 +53,7 @@ from redis.typing import EncodableT
 from redis.utils import HIREDIS_AVAILABLE
 
 from courseredis.settings import RedisSettings
+from courseredis.topology import split_addr
 
 SyncClient: TypeAlias = "redis.Redis | redis.cluster.RedisCluster"
 AsyncClient: TypeAlias = "redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster"
@@ -208,11 +209,7 @@ def _backoff(settings: RedisSettings) -> ExponentialWithJitterBackoff:
 
 
 def _nodes(settings: RedisSettings) -> list[tuple[str, int]]:
-    out = []
-    for node in settings.cluster_nodes:
-        host, _, port = node.rpartition(":")
-        out.append((host, int(port)))
-    return out
+    return [split_addr(node) for node in settings.cluster_nodes]
 
 
 def create_client(settings: RedisSettings | None = None) -> SyncClient:

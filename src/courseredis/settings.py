@@ -7,6 +7,8 @@ from typing import Annotated, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from courseredis.topology import split_addr
+
 
 class RedisSettings(BaseSettings):
     """How to reach Redis: a single node by URL, or a cluster by a list of nodes.
@@ -51,8 +53,11 @@ class RedisSettings(BaseSettings):
         if bool(self.url) == bool(self.cluster_nodes):
             raise ValueError("set exactly one of REDIS_URL and REDIS_CLUSTER_NODES")
         for node in self.cluster_nodes:
-            host, _, port = node.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            try:
+                valid = 0 < split_addr(node)[1] < 65536
+            except ValueError:
+                valid = False
+            if not valid:
                 raise ValueError(f"cluster node {node!r} is not host:port")
         return self
 

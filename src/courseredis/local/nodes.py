@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -46,6 +45,8 @@ from courseredis.local.processes import (
     wait_gone,
 )
 from courseredis.redis_config import AclUser, admin_user, render_acl_file, render_redis_conf
+from courseredis.topology import split_addr
+from courseredis.waiting import TimedOut, wait_until
 
 HOST = "127.0.0.1"
 ADMIN_USER = "admin"
@@ -120,10 +121,10 @@ def node_directory(data_dir: Path, index: int) -> Path:
 
 def node_client(addr: str, username: str | None, password: str | None) -> redis.Redis:
     """A client for one node, with short timeouts and no retries: callers poll themselves."""
-    host, port = addr.rsplit(":", 1)
+    host, port = split_addr(addr)
     return redis.Redis(
         host=host,
-        port=int(port),
+        port=port,
         username=username,
         password=password,
         socket_timeout=2.0,
@@ -343,10 +344,10 @@ def _await_ready(
     Any other failure (a lost port race too, without `rebind`), or a node still silent
     after the start timeout, raises with the end of the node's log.
     """
-    end = time.monotonic() + _START_TIMEOUT_S
     waiting = list(nodes)
     lost: list[NodeProcess] = []
-    while waiting:
+
+    def all_settled() -> bool:
         for node in list(waiting):
             state = _probe(node, password)
             if state == "starting":
@@ -357,15 +358,21 @@ def _await_ready(
                 if not rebind or _BIND_FAILURE not in log or node.attempts >= _BIND_ATTEMPTS:
                     raise LocalStackError(f"node {node.addr} did not start; its log ends:\n{log}")
                 lost.append(node)
-        if not waiting:
-            break
-        if time.monotonic() >= end:
-            node = waiting[0]
-            raise LocalStackError(
-                f"node {node.addr} not ready after {_START_TIMEOUT_S:g} s; its log ends:\n"
-                + tail(node.logfile)
-            )
-        time.sleep(_POLL_S)
+        return not waiting
+
+    try:
+        wait_until(
+            all_settled,
+            timeout_s=_START_TIMEOUT_S,
+            what="the nodes to answer PING",
+            interval_s=_POLL_S,
+        )
+    except TimedOut:
+        node = waiting[0]
+        raise LocalStackError(
+            f"node {node.addr} not ready after {_START_TIMEOUT_S:g} s; its log ends:\n"
+            + tail(node.logfile)
+        ) from None
     return lost
 
 

@@ -18,7 +18,6 @@ import ipaddress
 import random
 import secrets
 import shutil
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -30,10 +29,9 @@ from redis.exceptions import RedisError
 from courseredis import acl
 from courseredis.cluster_bootstrap import (
     BootstrapError,
-    ClusterHealth,
     bootstrap_cluster,
     cluster_health,
-    split_addr,
+    wait_until_healthy,
 )
 from courseredis.cluster_repair import RepairError, map_resolver, repair_nodes_conf
 from courseredis.environments import Mode, RedisTopology
@@ -126,7 +124,7 @@ class LocalStack:
 
     @property
     def ports(self) -> list[int]:
-        return [int(node.rsplit(":", 1)[1]) for node in self.nodes]
+        return [split_addr(node)[1] for node in self.nodes]
 
     @property
     def hosts(self) -> list[str]:
@@ -288,9 +286,17 @@ def restart_stack(
     )
     if clustered:
         try:
-            _wait_until_healthy(restarted, topology.replicas_per_master, timeout_s)
-        except BaseException:
+            wait_until_healthy(
+                restarted.nodes,
+                restarted.username,
+                restarted.password,
+                topology.replicas_per_master,
+                timeout_s=timeout_s,
+            )
+        except BaseException as exc:
             stop_stack(restarted, save=True)  # its data stays for the next attempt
+            if isinstance(exc, BootstrapError):
+                raise LocalStackError(f"cluster not healthy after the restart: {exc}") from exc
             raise
     return restarted
 
@@ -309,22 +315,6 @@ def recorded_bus_port(directory: Path) -> int:
         if key == "cluster-port" and value.strip().isdigit():
             return int(value)
     raise LocalStackError(f"{directory / 'redis.conf'} names no cluster-port")
-
-
-def _wait_until_healthy(stack: LocalStack, replicas_per_master: int, timeout_s: float) -> None:
-    end = time.monotonic() + timeout_s
-    while True:
-        health: ClusterHealth = cluster_health(
-            stack.nodes, stack.username, stack.password, replicas_per_master
-        )
-        if health.ok:
-            return
-        if time.monotonic() >= end:
-            raise LocalStackError(
-                f"cluster not healthy {timeout_s:g} s after the restart: "
-                + "; ".join(health.problems)
-            )
-        time.sleep(_POLL_S)
 
 
 @contextmanager

@@ -44,10 +44,11 @@ from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
 from courseredis import keys
-from courseredis.cluster_bootstrap import (
+from courseredis.topology import (
     TOTAL_SLOTS,
-    ClusterNode,
+    merged_view,
     parse_cluster_nodes,
+    slot_masters,
     split_addr,
 )
 
@@ -342,19 +343,11 @@ def find_masters(nodes: Sequence[str], credentials: Credentials) -> tuple[str, l
             raise AuditError("none of the given nodes is a master")
         return "standalone", standalone
 
-    given_by_id: dict[str, str] = {}
-    merged: dict[str, ClusterNode] = {}
-    for addr, (text, _) in views.items():
-        for node in parse_cluster_nodes(text):
-            if node.myself:
-                given_by_id[node.node_id] = addr
-            merged.setdefault(node.node_id, node)
+    parsed = {addr: parse_cluster_nodes(text) for addr, (text, _) in views.items()}
+    given_by_id = {n.node_id: addr for addr, view in parsed.items() for n in view if n.myself}
     masters: list[str] = []
     owned = 0
-    ordered = sorted(merged.values(), key=lambda n: n.slots[0] if n.slots else (TOTAL_SLOTS, 0))
-    for node in ordered:
-        if not node.is_master or not node.slots or node.failing:
-            continue
+    for node in slot_masters(merged_view(parsed.values()).values()):
         owned += node.slot_count
         masters.append(given_by_id.get(node.node_id) or f"{node.hostname or node.host}:{node.port}")
     if owned != TOTAL_SLOTS:

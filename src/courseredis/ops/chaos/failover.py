@@ -496,7 +496,7 @@ class _Master:
 
 def _masters(platform: LivePlatform) -> list[_Master]:
     view = platform.cluster_view(platform.stack.nodes[0])
-    return [_Master(n.addr, n.node_id, n.slots) for n in view if n.is_master and n.slots]
+    return [_Master(n.addr, n.node_id, n.slots) for n in slot_masters(view)]
 
 
 async def _watch_failover(

@@ -43,6 +43,7 @@ from courseredis.local.stack import recorded_bus_port
 from courseredis.services.db.migrate import upgrade
 from courseredis.services.db.seed import DemoCredentials, seed
 from courseredis.settings import RedisSettings
+from courseredis.topology import ClusterNode, parse_cluster_nodes, split_addr
 
 STUDENT_PASSWORD = "chaos-student-pw"
 ADMIN_PASSWORD = "chaos-admin-pw"

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from courseredis.ops.chaos.live import claims_of
+from courseredis.waiting import Deadline
 
 REQUEST_TIMEOUT_S = 10.0
 
@@ -235,10 +236,10 @@ class VirtualUser:
         self.session = await login(self.gateway, self.username, self.password, self.ip)
         return self.session is not None
 
-    async def run(self, stop: asyncio.Event, until: float, max_ops: int = 10_000) -> None:
-        """Until `stop` is set, `until` (monotonic) passes, or `max_ops` operations."""
+    async def run(self, stop: asyncio.Event, until: Deadline, max_ops: int = 10_000) -> None:
+        """Until `stop` is set, `until` passes, or `max_ops` operations."""
         for _ in range(max_ops):
-            if stop.is_set() or time.monotonic() >= until:
+            if stop.is_set() or until.expired:
                 return
             await self.step()
             low, high = self.think_s
@@ -355,12 +356,12 @@ class VirtualUser:
 async def start_users(users: list[VirtualUser], *, deadline_s: float = 60.0) -> int:
     """Log every user in (a few at a time: a login costs ~0.1 s of CPU); how many made it."""
     semaphore = asyncio.Semaphore(4)
-    end = time.monotonic() + deadline_s
+    deadline = Deadline(deadline_s)
 
     async def one(user: VirtualUser) -> bool:
         async with semaphore:
             for _ in range(3):
-                if time.monotonic() >= end:
+                if deadline.expired:
                     return False
                 if await user.start():
                     return True
