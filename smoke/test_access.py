@@ -21,54 +21,12 @@ import redis
 from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 from courseredis import keys
+from courseredis.acl_probes import DANGEROUS, INVOCATIONS, fill
 from courseredis.connection import SyncClient, create_client
 from courseredis.services import registry
 from smoke.clients import redis_settings
 from smoke.target import Target
 
-# An invocation of each command the schema grants, on key `{k}` (ACL DRYRUN checks arity).
-INVOCATIONS: dict[str, tuple[str, ...]] = {
-    "set": ("SET", "{k}", "v"),
-    "get": ("GET", "{k}"),
-    "del": ("DEL", "{k}"),
-    "exists": ("EXISTS", "{k}"),
-    "type": ("TYPE", "{k}"),
-    "pexpire": ("PEXPIRE", "{k}", "1000"),
-    "hset": ("HSET", "{k}", "f", "v"),
-    "hget": ("HGET", "{k}", "f"),
-    "hmget": ("HMGET", "{k}", "f"),
-    "hgetall": ("HGETALL", "{k}"),
-    "zadd": ("ZADD", "{k}", "1", "m"),
-    "zremrangebyscore": ("ZREMRANGEBYSCORE", "{k}", "0", "1"),
-    "zcount": ("ZCOUNT", "{k}", "0", "1"),
-    "zrangebyscore": ("ZRANGEBYSCORE", "{k}", "0", "1"),
-    "zrange": ("ZRANGE", "{k}", "0", "1"),
-    "zcard": ("ZCARD", "{k}"),
-    "xadd": ("XADD", "{k}", "*", "f", "v"),
-    "xgroup": ("XGROUP", "CREATE", "{k}", "g", "$"),
-    "xreadgroup": ("XREADGROUP", "GROUP", "g", "c", "STREAMS", "{k}", ">"),
-    "xack": ("XACK", "{k}", "g", "1-1"),
-    "xautoclaim": ("XAUTOCLAIM", "{k}", "g", "c", "0", "0-0"),
-    "xtrim": ("XTRIM", "{k}", "MAXLEN", "1"),
-    "xlen": ("XLEN", "{k}"),
-    "xinfo": ("XINFO", "STREAM", "{k}"),
-    "xpending": ("XPENDING", "{k}", "g"),
-    "xrange": ("XRANGE", "{k}", "-", "+"),
-}
-# Never granted to a service; each would let one compromised service hurt all of them.
-DANGEROUS: tuple[tuple[str, ...], ...] = (
-    ("FLUSHALL",),
-    ("FLUSHDB",),
-    ("KEYS", "*"),
-    ("CONFIG", "GET", "maxmemory-policy"),
-    ("CONFIG", "SET", "maxmemory-policy", "allkeys-lru"),
-    ("DEBUG", "SLEEP", "0"),
-    ("SHUTDOWN",),
-    ("ACL", "SETUSER", "smoke-nobody"),
-    ("SCRIPT", "FLUSH"),
-    ("MONITOR",),
-    ("REPLICAOF", "NO", "ONE"),
-)
 # Identifiers for the sample keys: valid, and unlike any real one.
 SAMPLE_IDS = {
     "int": 9_223_372_036_854_775_807,
@@ -113,9 +71,9 @@ def _argv(command: str, key: str) -> tuple[str, ...]:
     if command not in INVOCATIONS:
         raise AssertionError(
             f"the key schema grants {command!r}, which smoke/test_access.py cannot dry-run: "
-            "add an invocation to INVOCATIONS"
+            "add an invocation to courseredis.acl_probes.INVOCATIONS"
         )
-    return tuple(key if part == "{k}" else part for part in INVOCATIONS[command])
+    return fill(INVOCATIONS[command], key)
 
 
 def dry_run(client: redis.Redis, user: str, commands: list[tuple[str, ...]]) -> list[Any]:

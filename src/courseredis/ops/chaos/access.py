@@ -37,6 +37,7 @@ import httpx
 from redis.exceptions import NoPermissionError, RedisError
 
 from courseredis import keys
+from courseredis.acl_probes import DANGEROUS, INVOCATIONS, UNUSED_ON_OWN_KEYS, fill
 from courseredis.connection import SyncClient, create_client
 from courseredis.environments import load_environment
 from courseredis.local import LocalStack, start_stack, stop_stack
@@ -92,80 +93,7 @@ def run(workdir: Path, options: AccessOptions | None = None) -> ScenarioResult:
 
 
 # --- the matrix -------------------------------------------------------------------------------
-
-# Each command with arguments of the right arity (Redis checks arity before the ACL):
-# `{k}` is the key, `{g}` a consumer group.
-_ARGS: dict[str, tuple[str, ...]] = {
-    "get": ("GET", "{k}"),
-    "set": ("SET", "{k}", "chaos", "PX", "60000"),
-    "del": ("DEL", "{k}"),
-    "exists": ("EXISTS", "{k}"),
-    "hset": ("HSET", "{k}", "f", "v"),
-    "hget": ("HGET", "{k}", "f"),
-    "hmget": ("HMGET", "{k}", "f"),
-    "hgetall": ("HGETALL", "{k}"),
-    "pexpire": ("PEXPIRE", "{k}", "60000"),
-    "zadd": ("ZADD", "{k}", "1", "m"),
-    "zremrangebyscore": ("ZREMRANGEBYSCORE", "{k}", "0", "1"),
-    "zcount": ("ZCOUNT", "{k}", "0", "1"),
-    "zrangebyscore": ("ZRANGEBYSCORE", "{k}", "0", "1"),
-    "zrange": ("ZRANGE", "{k}", "0", "1"),
-    "zcard": ("ZCARD", "{k}"),
-    "type": ("TYPE", "{k}"),
-    "xadd": ("XADD", "{k}", "MAXLEN", "~", "100", "*", "f", "v"),
-    "xgroup": ("XGROUP", "CREATE", "{k}", "{g}", "$", "MKSTREAM"),
-    "xreadgroup": ("XREADGROUP", "GROUP", "{g}", "c", "COUNT", "1", "STREAMS", "{k}", ">"),
-    "xack": ("XACK", "{k}", "{g}", "0-1"),
-    "xautoclaim": ("XAUTOCLAIM", "{k}", "{g}", "c", "0", "0"),
-    "xtrim": ("XTRIM", "{k}", "MAXLEN", "100"),
-    "xlen": ("XLEN", "{k}"),
-    "xinfo": ("XINFO", "STREAM", "{k}"),
-    "xpending": ("XPENDING", "{k}", "{g}"),
-    "xrange": ("XRANGE", "{k}", "-", "+", "COUNT", "1"),
-}
-# Commands no pattern uses, on the service's own keys: each would break a schema rule.
-_FOREIGN_ON_OWN_KEYS: tuple[tuple[str, ...], ...] = (
-    ("PERSIST", "{k}"),  # strip the TTL
-    ("RENAME", "{k}", "{k}"),  # move a key (same slot: itself)
-    ("GETDEL", "{k}"),
-    ("APPEND", "{k}", "x"),
-    ("SETRANGE", "{k}", "0", "x"),
-    ("OBJECT", "ENCODING", "{k}"),
-    ("DUMP", "{k}"),
-    ("RESTORE", "{k}", "0", "x", "REPLACE"),
-    ("SORT", "{k}"),
-)
-# Keyless commands no service may run, sent to every node.
-_DANGEROUS: tuple[tuple[str, ...], ...] = (
-    ("FLUSHALL",),
-    ("FLUSHDB",),
-    ("KEYS", "*"),
-    ("SCAN", "0"),
-    ("RANDOMKEY",),
-    ("DBSIZE",),
-    ("CONFIG", "GET", "maxmemory"),
-    ("CONFIG", "SET", "maxmemory-policy", "allkeys-lru"),
-    ("DEBUG", "SLEEP", "0"),
-    ("ACL", "LIST"),
-    ("ACL", "SETUSER", "default", "on", "nopass", "+@all", "~*"),
-    ("CLIENT", "LIST"),
-    ("CLIENT", "KILL", "TYPE", "normal"),
-    ("SCRIPT", "FLUSH"),
-    ("FUNCTION", "FLUSH"),
-    ("FUNCTION", "LIST"),
-    ("SAVE",),
-    ("BGSAVE",),
-    ("BGREWRITEAOF",),
-    ("SLOWLOG", "GET"),
-    ("INFO", "keyspace"),
-    ("MEMORY", "STATS"),
-    ("CLUSTER", "RESET", "SOFT"),
-    ("CLUSTER", "FAILOVER", "TAKEOVER"),
-    ("CLUSTER", "FORGET", "0" * 40),
-    ("MIGRATE", "127.0.0.1", "1", "", "0", "1000", "KEYS", "x"),
-    ("PUBLISH", "channel", "x"),
-    ("SHUTDOWN", "NOSAVE"),
-)
+# The commands tried are courseredis.acl_probes', the smoke suite's too.
 
 
 def _key(pattern: keys.KeyPattern, service: str) -> str:
@@ -194,8 +122,8 @@ def _expected(service: str, pattern: keys.KeyPattern, command: str) -> bool:
     return False
 
 
-def _fill(template: tuple[str, ...], key: str) -> list[str]:
-    return [part.replace("{k}", key).replace("{g}", "chaos-group") for part in template]
+def _fill(template: tuple[str, ...], key: str) -> tuple[str, ...]:
+    return fill(template, key, "chaos-group")
 
 
 def _outcome(client: Any, *args: str) -> tuple[bool, str]:
@@ -238,7 +166,7 @@ def _scenario(stack: LocalStack, result: ScenarioResult) -> None:
                     commands.update(dict.fromkeys(other.write_commands + other.read_commands))
                 for command in commands:
                     key = _key(pattern, service)
-                    refused, seen = _outcome(client, *_fill(_ARGS[command], key))
+                    refused, seen = _outcome(client, *_fill(INVOCATIONS[command], key))
                     tried += 1
                     cell = f"{service} {command.upper()} {pattern.name}"
                     if _expected(service, pattern, command):
@@ -252,7 +180,7 @@ def _scenario(stack: LocalStack, result: ScenarioResult) -> None:
                     else:
                         silently_allowed.append(f"{cell}: {seen}")
                 own = list(registry.service(service).writes)
-                for template in _FOREIGN_ON_OWN_KEYS:
+                for template in UNUSED_ON_OWN_KEYS:
                     for pattern in own:
                         key = _key(pattern, service)
                         refused, seen = _outcome(client, *_fill(template, key))
@@ -285,7 +213,7 @@ def _scenario(stack: LocalStack, result: ScenarioResult) -> None:
         for service in registry.NAMES:
             for addr in stack.nodes:
                 with node_client(addr, service, stack.users[service]) as node:
-                    for dangerous in _DANGEROUS:
+                    for dangerous in DANGEROUS:
                         refused, seen = _outcome(node, *dangerous)
                         tried += 1
                         if refused:
