@@ -12,34 +12,24 @@ from __future__ import annotations
 import json
 import os
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from courseredis.config_model import describe
 from courseredis.settings import RedisSettings
+from courseredis.stack_file import STACK_FILE, DemoAccounts, StackFile, read_stack_file
+from courseredis.stack_file import Account as Account
+from courseredis.stack_file import TargetError as TargetError
 
-DEFAULT_STACK_FILE = ".local/stack.json"
-
-
-class TargetError(RuntimeError):
-    """The run cannot start: say what is missing and how to give it."""
-
-
-@dataclass(frozen=True)
-class Account:
-    username: str
-    password: str
+DEFAULT_STACK_FILE = str(STACK_FILE)
+Accounts = DemoAccounts  # the students the simulated users log in as, and the admin
 
 
-@dataclass(frozen=True)
-class Accounts:
-    students: tuple[Account, ...]
-    admin: Account | None
-
-
-def read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> Any:
     try:
-        document = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError:
         raise TargetError(
             f"{path} not found: start the local stack (`make up`) or point the run elsewhere "
@@ -47,82 +37,68 @@ def read_json(path: Path) -> dict[str, Any]:
         ) from None
     except json.JSONDecodeError as error:
         raise TargetError(f"{path} is not JSON: {error}") from None
-    if not isinstance(document, dict):
-        raise TargetError(f"{path} does not hold a JSON object")
-    return document
 
 
-def stack_document(stack_file: str) -> dict[str, Any] | None:
+def stack_document(stack_file: str) -> StackFile | None:
     """The local stack's state, or None when there is no such file."""
     path = Path(stack_file)
-    return read_json(path) if path.is_file() else None
+    return read_stack_file(path) if path.is_file() else None
 
 
-def gateway_url(stack: dict[str, Any] | None) -> str | None:
-    url = ((stack or {}).get("services") or {}).get("gateway")
-    return str(url) if url else None
+def gateway_url(stack: StackFile | None) -> str | None:
+    return ((stack and stack.services) or {}).get("gateway")
 
 
-def service_metrics_urls(
-    option: str | None, stack: dict[str, Any] | None, service: str
-) -> list[str]:
+def service_metrics_urls(option: str | None, stack: StackFile | None, service: str) -> list[str]:
     """The /metrics URLs of a service: the option (comma-separated, one per pod), else the
     local stack's service; [] when neither is known (the figures are then left out)."""
     if option:
         return [u.strip() for u in option.split(",") if u.strip()]
-    url = ((stack or {}).get("services") or {}).get(service)
-    return [str(url).rstrip("/") + "/metrics"] if url else []
+    url = ((stack and stack.services) or {}).get(service)
+    return [url.rstrip("/") + "/metrics"] if url else []
 
 
-def _account(entry: Any, where: str) -> Account:
-    if not isinstance(entry, dict) or not entry.get("username") or not entry.get("password"):
-        raise TargetError(f"{where}: an account is {{'username': ..., 'password': ...}}")
-    return Account(str(entry["username"]), str(entry["password"]))
-
-
-def accounts(credentials_file: str | None, stack: dict[str, Any] | None) -> Accounts:
+def accounts(credentials_file: str | None, stack: StackFile | None) -> Accounts:
     """The demo accounts: from the credentials file, else from the stack's `demo`."""
+    demo: DemoAccounts | None
     if credentials_file:
         document = read_json(Path(credentials_file))
         where = credentials_file
+        try:
+            if isinstance(document, dict) and "demo" in document:  # a stack.json
+                demo = StackFile.model_validate(document).demo
+            else:  # the seed's own output
+                demo = DemoAccounts.model_validate(document)
+        except ValidationError as error:
+            raise TargetError(f"{where}: {describe(error)}") from None
     else:
-        document = stack or {}
+        demo = stack.demo if stack else None
         where = "the local stack"
-    demo = document.get("demo", document)  # a stack.json, or the seed's own output
-    students = demo.get("students") if isinstance(demo, dict) else None
-    if not students:
+    if demo is None or not demo.students:
         raise TargetError(
             f"no demo accounts in {where}: pass --credentials-file with the JSON that "
             "`python -m courseredis.services.db seed` prints"
         )
-    admin = demo.get("admin")
-    return Accounts(
-        tuple(_account(s, where) for s in students),
-        _account(admin, where) if admin else None,
-    )
+    return demo
 
 
-def redis_settings(stack: dict[str, Any] | None, service: str) -> RedisSettings:
+def redis_settings(stack: StackFile | None, service: str) -> RedisSettings:
     """How a Redis-direct user connects: `REDIS_*` when set, else the local stack's Redis as
     the ACL user of the service that owns the pattern (so the run obeys the same ACLs)."""
     if os.environ.get("REDIS_URL") or os.environ.get("REDIS_CLUSTER_NODES"):
         return RedisSettings()
-    redis = (stack or {}).get("redis")
-    if not redis:
+    redis = stack.redis if stack else None
+    if redis is None:
         raise TargetError(
             "no Redis to talk to: set REDIS_URL or REDIS_CLUSTER_NODES (and REDIS_USERNAME, "
             "REDIS_PASSWORD), or start the local stack"
         )
-    users = redis.get("users") or {}
-    if isinstance(users.get(service), dict):
-        username, password = users[service]["username"], users[service]["password"]
-    else:
-        username, password = redis.get("username"), redis.get("password")
+    user = redis.users.get(service)
     return RedisSettings.for_nodes(
-        list(redis["nodes"]),
-        cluster=redis.get("mode") == "cluster",
-        username=username,
-        password=password,
+        list(redis.nodes),
+        cluster=redis.mode == "cluster",
+        username=user.username if user else redis.username,
+        password=user.password if user else redis.password,
     )
 
 

@@ -34,15 +34,13 @@ from courseredis.environments import (
     load_environment,
 )
 from courseredis.services import registry
+from courseredis.stack_file import STACK_FILE, StackFile, read_stack_file
+from courseredis.stack_file import Account as Account
+from courseredis.stack_file import TargetError as TargetError
 from courseredis.topology import split_addr
 from infra.values import SECRETS
 
-DEFAULT_STACK_JSON = Path(".local/stack.json")
 LOCAL_HOST = "local://"
-
-
-class TargetError(ValueError):
-    """The options do not describe a target the suite can run against; says what to give."""
 
 
 @dataclass(frozen=True)
@@ -183,12 +181,6 @@ OPTIONS: tuple[Option, ...] = (
 
 
 @dataclass(frozen=True)
-class Account:
-    username: str
-    password: str
-
-
-@dataclass(frozen=True)
 class Target:
     env: Environment
     mode: str  # standalone | cluster
@@ -243,29 +235,30 @@ def resolve(
             value = environ.get(option.env) or None
         return value
 
+    _refuse_unknown_variables(environ)
     reader = read_secret or read_k8s_secret
     kubectl = get("kubectl") or "kubectl"
     given_target = bool(get("gateway_url") or get("redis_nodes"))
     stack_json = get("stack_json")
-    document: dict[str, Any] = {}
+    document: StackFile | None = None
     source = "options"
     if stack_json or not given_target:
-        path = Path(stack_json) if stack_json else cwd / DEFAULT_STACK_JSON
+        path = Path(stack_json) if stack_json else cwd / STACK_FILE
         if not path.is_file():
             raise TargetError(
                 f"no target: {path} does not exist. Start the local stack (`make up`) or name "
                 "a deployed one with --gateway-url and --redis-nodes (SMOKE_GATEWAY_URL, "
                 "SMOKE_REDIS_NODES) and the admin credentials"
             )
-        document = _read_json(path)
+        document = read_stack_file(path)
         source = str(path)
-    redis_part: dict[str, Any] = document.get("redis") or {}
+    recorded = document.redis if document else None
 
     nodes_text = get("redis_nodes")
     nodes = (
         [n.strip() for n in nodes_text.split(",") if n.strip()]
         if nodes_text
-        else [str(n) for n in redis_part.get("nodes") or []]
+        else list(recorded.nodes if recorded else [])
     )
     if not nodes:
         raise TargetError("no Redis nodes: give --redis-nodes / SMOKE_REDIS_NODES")
@@ -277,19 +270,20 @@ def resolve(
 
     secret_ref = get("redis_password_secret")
     namespace = _secret_namespace(secret_ref) if secret_ref else None
-    env = _environment(get("env") or document.get("env"), namespace, nodes, stack_dir)
+    recorded_env = document.env if document else None
+    env = _environment(get("env") or recorded_env, namespace, nodes, stack_dir)
 
-    mode = get("redis_mode") or redis_part.get("mode") or env.redis.mode
+    mode = get("redis_mode") or (recorded.mode if recorded else None) or env.redis.mode
     if mode not in ("standalone", "cluster"):
         raise TargetError(f"--redis-mode is standalone or cluster, not {mode!r}")
 
-    username = get("redis_username") or redis_part.get("username") or "admin"
+    username = get("redis_username") or (recorded.username if recorded else None) or "admin"
     password = get("redis_password")
     if not password and secret_ref:
         password = reader(kubectl, secret_ref, "password").get("password")
         if not password:
             raise TargetError(f"Secret {secret_ref} has no `password` key")
-    password = password or redis_part.get("password")
+    password = password or (recorded.password if recorded else None)
     if not password:
         raise TargetError(
             "no Redis admin password: set SMOKE_REDIS_PASSWORD or SMOKE_REDIS_PASSWORD_SECRET "
@@ -297,22 +291,26 @@ def resolve(
         )
 
     service_users, missing = _service_users(
-        get("service_users"), redis_part if document else None, namespace, kubectl, reader
+        get("service_users"),
+        (recorded.users if recorded else {}) if document else None,
+        namespace,
+        kubectl,
+        reader,
     )
 
     # Field by field over the local demo accounts: `SMOKE_STUDENT_USERNAME=student7` alone
     # picks another demo student (they share a password).
-    demo = document.get("demo") or {}
-    students = demo.get("students") or [{}]
+    demo = document.demo if document else None
+    first_student = demo.students[0] if demo and demo.students else None
     student = _account(
-        get("student_username") or students[0].get("username"),
-        get("student_password") or students[0].get("password"),
+        get("student_username") or (first_student and first_student.username),
+        get("student_password") or (first_student and first_student.password),
         "student",
     )
-    admin_demo = demo.get("admin") or {}
+    admin_demo = demo.admin if demo else None
     app_admin = _account(
-        get("app_admin_username") or admin_demo.get("username"),
-        get("app_admin_password") or admin_demo.get("password"),
+        get("app_admin_username") or (admin_demo and admin_demo.username),
+        get("app_admin_password") or (admin_demo and admin_demo.password),
         "app admin",
     )
     if (ref := get("student_secret")) and not get("student_username"):
@@ -342,12 +340,12 @@ def resolve(
     else:
         hosts = [LOCAL_HOST] if local else []
 
-    gateway = get("gateway_url") or (document.get("services") or {}).get("gateway")
+    gateway = get("gateway_url") or ((document and document.services) or {}).get("gateway")
     return Target(
         env=env,
         mode=mode,
         nodes=nodes,
-        redis_admin=Account(username, password),
+        redis_admin=Account(username=username, password=password),
         gateway_url=gateway.rstrip("/") if gateway else None,
         service_users=service_users,
         service_users_missing=missing,
@@ -364,6 +362,19 @@ def resolve(
 
 
 _BY_DEST = {option.dest: option for option in OPTIONS}
+# SMOKE_* names that are not options: the Makefile's pytest arguments, which `make smoke
+# SMOKE_ARGS=...` exports to the run's environment.
+_NOT_OPTIONS = ("SMOKE_ARGS",)
+
+
+def _refuse_unknown_variables(environ: Mapping[str, str]) -> None:
+    """A misspelt variable (SMOKE_GATEWAY_ULR) would silently test the local stack instead."""
+    known = {option.env for option in OPTIONS} | set(_NOT_OPTIONS)
+    unknown = sorted(n for n in environ if n.startswith("SMOKE_") and n not in known)
+    if unknown:
+        raise TargetError(
+            f"unknown variable(s) {', '.join(unknown)} (`python -m smoke --help` lists the SMOKE_*)"
+        )
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -389,13 +400,15 @@ def _loopback(node: str) -> bool:
 def _account(username: Any, password: Any, what: str) -> Account | None:
     if bool(username) != bool(password):
         raise TargetError(f"the {what} account needs both a username and a password")
-    return Account(str(username), str(password)) if username and password else None
+    if not (username and password):
+        return None
+    return Account(username=str(username), password=str(password))
 
 
 def _secret_account(data: Mapping[str, str], ref: str) -> Account:
     if not data.get("username") or not data.get("password"):
         raise TargetError(f"Secret {ref} needs both `username` and `password`")
-    return Account(data["username"], data["password"])
+    return Account(username=data["username"], password=data["password"])
 
 
 def _secret_namespace(ref: str) -> str:
@@ -436,26 +449,28 @@ def _environment(
 
 def _service_users(
     path: str | None,
-    redis_part: Mapping[str, Any] | None,
+    recorded: Mapping[str, Account] | None,
     namespace: str | None,
     kubectl: str,
     reader: Callable[[str, str, str], dict[str, str]],
 ) -> tuple[dict[str, Account], dict[str, str]]:
     users: dict[str, Account] = {}
     missing: dict[str, str] = {}
+    given: dict[str, Account] = {}
     if path:
-        raw: Any = _read_json(Path(path))
+        for service, entry in _read_json(Path(path)).items():
+            if isinstance(entry, dict) and entry.get("password"):
+                username = str(entry.get("username") or service)
+                given[service] = Account(username=username, password=str(entry["password"]))
         where = f"in {path}"
-    elif redis_part is not None:
-        raw = redis_part.get("users") or {}
+    elif recorded is not None:
+        given = {service: user for service, user in recorded.items() if user.password}
         where = "in stack.json"
     else:
-        raw = {}
         where = "given (--service-users / SMOKE_SERVICE_USERS, or SMOKE_REDIS_PASSWORD_SECRET)"
     for service in registry.NAMES:
-        entry = raw.get(service) if isinstance(raw, dict) else None
-        if isinstance(entry, dict) and entry.get("password"):
-            users[service] = Account(str(entry.get("username") or service), str(entry["password"]))
+        if service in given:
+            users[service] = given[service]
         elif namespace and not path:
             ref = f"{namespace}/{SECRETS.service(service)}"  # as the Pulumi program names them
             try:
@@ -464,7 +479,8 @@ def _service_users(
                 missing[service] = f"its Secret could not be read ({exc})"
                 continue
             if data.get("password"):
-                users[service] = Account(data.get("username") or service, data["password"])
+                username = data.get("username") or service
+                users[service] = Account(username=username, password=data["password"])
             else:
                 missing[service] = f"Secret {ref} has no password"
         else:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from locust.env import Environment
 
+from courseredis.stack_file import StackFile
 from loadtests.analysis import Samples
 from loadtests.common.addresses import ClientAddresses
 from loadtests.common.collector import Collector
@@ -31,7 +32,7 @@ class RunState:
     suite: Suite
     rng: random.Random
     seed: int
-    stack: dict[str, Any] | None
+    stack: StackFile | None
     addresses: ClientAddresses
     collector: Collector = field(default_factory=Collector)
     accounts: Accounts | None = None

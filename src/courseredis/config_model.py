@@ -44,7 +44,9 @@ def problems(error: ValidationError, within: str = "") -> list[str]:
             # Our validators' own words, without pydantic's "Value error, " prefix.
             reason = str(detail.get("ctx", {}).get("error", detail["msg"]))
         else:
-            reason = f"{detail['msg'][0].lower()}{detail['msg'][1:]}, not {detail['input']!r}"
+            reason = f"{detail['msg'][0].lower()}{detail['msg'][1:]}"
+            if kind != "json_invalid":  # the input is then the whole file
+                reason += f", not {detail['input']!r}"
         found.append(f"{where}: {reason}" if where else reason)
     return found
 

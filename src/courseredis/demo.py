@@ -27,7 +27,7 @@ from typing import Any
 
 from courseredis.environments import ENVIRONMENTS, REPO_ROOT
 from courseredis.local import cli as local_cli
-from courseredis.local.state import state_path
+from courseredis.stack_file import stack_file_path
 
 LOAD_SUITES = ("rate_limiting", "lock_contention", "cache_hit_ratio")
 # The smoke run's pytest flags (`make smoke` runs `python -m smoke`, which adds them): the
@@ -86,7 +86,7 @@ def run_smoke(run: DemoRun, root: Path) -> Step:
             *SMOKE_PYTEST_FLAGS,
             f"--junitxml={junit}",
             "--stack-json",
-            str(state_path(root)),
+            str(stack_file_path(root)),
         ],
         cwd=REPO_ROOT,
         check=False,
@@ -122,7 +122,7 @@ def run_load(run: DemoRun, root: Path, load_time: str) -> Step:
             "--reports",
             str(run.reports / "load"),
             "--stack-file",
-            str(state_path(root)),
+            str(stack_file_path(root)),
         ],
         cwd=REPO_ROOT,
         check=False,

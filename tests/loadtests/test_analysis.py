@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from courseredis.ratelimit_algorithms import UnknownAlgorithm
+from courseredis.stack_file import StackFile
 from loadtests import run as load_run
 from loadtests.analysis import (
     Holding,
@@ -73,6 +75,15 @@ def test_fixed_windows_may_admit_twice_the_limit_across_an_edge():
     edge = at(*([0.95] * 10 + [1.05] * 10), latency=0.0)
     assert check_window(edge, algorithm="fixed_window", limit=10, window_s=1.0).over_limit == 0
     assert check_window(edge, algorithm="sliding_log", limit=10, window_s=1.0).over_limit == 10
+
+
+def test_an_algorithm_without_a_bound_is_refused_not_guessed():
+    # Any bound assumed for it could pass a limiter that failed, or fail one that held.
+    timed = at(0.0, 0.1)
+    with pytest.raises(UnknownAlgorithm, match="leaky_bucket"):
+        check_window(timed, algorithm="leaky_bucket", limit=10, window_s=1.0)
+    with pytest.raises(UnknownAlgorithm, match="leaky_bucket"):
+        check_window([], algorithm="leaky_bucket", limit=10, window_s=1.0)
 
 
 def test_admitted_requests_per_window_over_the_run():
@@ -211,14 +222,14 @@ def test_accounts_come_from_a_stack_file_or_the_seed_output(tmp_path: Path):
         "students": [{"username": "student1", "password": "pw-12345"}],
         "admin": {"username": "admin", "password": "pw-admin1"},
     }
-    stack = {"demo": demo, "services": {"courses": "http://127.0.0.1:9"}}
+    stack = StackFile.model_validate({"demo": demo, "services": {"courses": "http://127.0.0.1:9"}})
     from_stack = accounts(None, stack)
     seed_file = tmp_path / "seed.json"
     seed_file.write_text(json.dumps(demo))
     assert accounts(str(seed_file), None) == from_stack
     assert from_stack.admin is not None and from_stack.admin.username == "admin"
     with pytest.raises(TargetError, match="--credentials-file"):
-        accounts(None, {})
+        accounts(None, StackFile())
     assert service_metrics_urls(None, stack, "courses") == ["http://127.0.0.1:9/metrics"]
     assert service_metrics_urls("http://a/metrics, http://b/metrics", stack, "courses") == [
         "http://a/metrics",

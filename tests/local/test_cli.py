@@ -21,6 +21,7 @@ from redis.retry import Retry
 from courseredis.local import LocalStack, stop_stack
 from courseredis.local.processes import is_our_redis
 from courseredis.services import registry
+from courseredis.stack_file import stack_file_path
 
 
 def run_cli(
@@ -37,7 +38,7 @@ def run_cli(
 
 
 def read_stack_json(root: Path) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads((root / ".local" / "stack.json").read_text())
+    document: dict[str, Any] = json.loads(stack_file_path(root).read_text())
     return document
 
 
@@ -71,7 +72,7 @@ def prod_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def cleanup(root: Path) -> None:
     """`down`, and whatever a failed test left running stopped by its recorded PIDs."""
-    path = root / ".local" / "stack.json"
+    path = stack_file_path(root)
     leftover = recorded(root) if path.exists() else None
     run_cli("down", root=root)
     if leftover is not None:
@@ -107,7 +108,7 @@ def test_up_dev_records_the_stack(dev_root: Path) -> None:
     assert Path(part["data_dir"]) == dev_root.resolve() / ".local" / "dev"
     assert is_our_redis(part["pids"][0], int(part["nodes"][0].rsplit(":", 1)[1]))
     # It holds the admin password.
-    assert stat.S_IMODE((dev_root / ".local" / "stack.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE(stack_file_path(dev_root).stat().st_mode) == 0o600
 
 
 def test_dev_node_takes_admin_and_refuses_default(dev_root: Path) -> None:
@@ -176,7 +177,7 @@ def test_switching_env_then_down(tmp_path: Path) -> None:
         # Another tool's key survives the switch.
         document = read_stack_json(root)
         document["notes"] = {"owner": "another tool"}
-        (root / ".local" / "stack.json").write_text(json.dumps(document))
+        stack_file_path(root).write_text(json.dumps(document))
 
         result = up(root, "prod")
         assert "stopping the running dev stack first" in result.stdout
@@ -190,7 +191,7 @@ def test_switching_env_then_down(tmp_path: Path) -> None:
         result = run_cli("down", root=root)
         assert result.returncode == 0, result.stderr
         assert not any(is_our_redis(pid) for pid in prod.pids)
-        assert not (root / ".local" / "stack.json").exists()
+        assert not stack_file_path(root).exists()
         assert not prod.data_dir.exists()
 
         again = run_cli("down", root=root)
@@ -208,7 +209,7 @@ def test_missing_redis_server_is_one_actionable_line(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         "error: redis-server not found on PATH; install it with: sudo apt-get install redis-server"
     ]
-    assert not (tmp_path / ".local" / "stack.json").exists()
+    assert not stack_file_path(tmp_path).exists()
 
 
 def test_up_restarts_a_recorded_stack_that_died(tmp_path: Path) -> None:

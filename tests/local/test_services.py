@@ -8,8 +8,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from courseredis.local.services import recorded_processes
+from courseredis.local.state import read_state
 from courseredis.services import registry
+from courseredis.stack_file import stack_file_path
 from tests.local.test_cli import read_stack_json, run_cli
 
 
@@ -43,10 +44,10 @@ def test_up_runs_the_services_with_demo_users_and_down_stops_everything(tmp_path
         assert "the dev stack is up" in result.stdout
         assert "gateway: http://127.0.0.1:" in result.stdout
     finally:
-        processes = recorded_processes(read_stack_json(root)) if result.returncode == 0 else []
+        processes = (read_state(root).service_processes or []) if result.returncode == 0 else []
         down = run_cli("down", root=root)
     assert down.returncode == 0, down.stderr
-    assert not (root / ".local" / "stack.json").exists()
+    assert not stack_file_path(root).exists()
     for process in processes:
         assert (
             not Path(f"/proc/{process.pid}").exists()

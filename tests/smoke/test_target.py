@@ -13,6 +13,7 @@ import pytest
 
 from courseredis.environments import load_environment
 from courseredis.services import registry
+from courseredis.stack_file import STACK_FILE
 from infra import values
 from infra.settings import StackSettings
 from smoke.hosts import HostSpec, machine_of, nodes_on, placement_problems, serves_port
@@ -26,6 +27,8 @@ STACK: dict[str, Any] = {
         "username": "admin",
         "password": "admin-pw",
         "users": {s: {"username": s, "password": f"{s}-pw"} for s in registry.NAMES},
+        "data_dir": "/tmp/stack",
+        "pids": [101, 102],
     },
     "services": {"gateway": "http://127.0.0.1:8000"},
     "demo": {
@@ -36,7 +39,7 @@ STACK: dict[str, Any] = {
 
 
 def write_stack(directory: Path, document: dict[str, Any] = STACK) -> Path:
-    path = directory / ".local" / "stack.json"
+    path = directory / STACK_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document))
     return path
@@ -220,3 +223,16 @@ def test_placement_names_a_master_sharing_a_machine_with_its_replica(tmp_path):
     assert placement_problems(masters, machine) == [
         "master redis-0.h:6379 and its replica redis-3.h:6379 are both on node-a"
     ]
+
+
+def test_a_misspelt_key_in_stack_json_is_refused_by_name(tmp_path):
+    document = {**STACK, "redis": {**STACK["redis"], "passwrd": "x"}}
+    with pytest.raises(TargetError, match=r"stack.json: redis.passwrd: unknown key"):
+        resolve(no_options, cwd=write_stack(tmp_path, document).parents[1], environ={})
+
+
+def test_a_misspelt_variable_is_refused_by_name(tmp_path):
+    write_stack(tmp_path)
+    environ = {"SMOKE_GATEWAY_ULR": "http://x", "SMOKE_ARGS": "-x"}
+    with pytest.raises(TargetError, match="unknown variable.*SMOKE_GATEWAY_ULR"):
+        resolve(no_options, cwd=tmp_path, environ=environ)

@@ -14,7 +14,6 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from courseredis.environments import ENVIRONMENTS, REPO_ROOT, StackConfigError, load_environment
 from courseredis.local import services as local_services
@@ -26,12 +25,9 @@ from courseredis.local.state import (
     read_state,
     remove_state,
     state_dir,
-    state_path,
     write_state,
 )
-
-# The keys `up` owns in stack.json; any other top-level key belongs to someone else.
-_OWN_KEYS = ("env", "redis", "started_at", "services", "service_processes", "demo", "database")
+from courseredis.stack_file import StackFile, stack_file_path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,7 +56,7 @@ def up(root: Path, env: str, stack_dir: Path, *, with_services: bool = True) -> 
     topology = load_environment(env, stack_dir).redis
     with locked(root):
         document = read_state(root)
-        if "redis" in document:
+        if document.redis is not None:
             current = _recorded(document)
             if current.env == env:
                 problems = check_stack(current, topology)
@@ -75,23 +71,28 @@ def up(root: Path, env: str, stack_dir: Path, *, with_services: bool = True) -> 
                 print(f"stopping the running {current.env} stack first")
             local_services.stop_all(document)
             _stop_recorded(root, current)
-            document = {k: v for k, v in document.items() if k not in _OWN_KEYS}
+            document = document.without_own_sections()
             write_state(root, document)
         started = time.monotonic()
         stack = start_stack(topology, env_data_dir(root, env), env=env)
         redis_part = {k: v for k, v in stack.to_json().items() if k != "env"}
-        document.update(
-            env=env, redis=redis_part, started_at=datetime.now(UTC).isoformat(timespec="seconds")
+        document = document.updated(
+            {
+                "env": env,
+                "redis": redis_part,
+                "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
         )
         write_state(root, document)  # recorded at once: `down` can stop it whatever follows
         print(f"started the {env} Redis in {time.monotonic() - started:.2f} s")
         if with_services:
-            document.update(local_services.start_all(stack, topology, env_data_dir(root, env)))
+            entries = local_services.start_all(stack, topology, env_data_dir(root, env))
+            document = document.updated(entries)
             write_state(root, document)
     print(f"the {env} stack is up in {time.monotonic() - started:.2f} s")
     _describe(stack, root)
     if with_services:
-        local_services.describe(document, state_path(root))
+        local_services.describe(document, stack_file_path(root))
     return 0
 
 
@@ -99,7 +100,7 @@ def down(root: Path) -> int:
     """Stop the recorded stack by PID and remove its data; nothing running is not an error."""
     with locked(root):
         document = read_state(root)
-        if "redis" not in document:
+        if document.redis is None:
             print(f"no local stack is running under {root}; nothing to stop")
             return 0
         current = _recorded(document)
@@ -115,24 +116,25 @@ def down(root: Path) -> int:
 def status(root: Path, stack_dir: Path) -> int:
     """Describe the recorded stack; exit 0 only when it runs and is healthy."""
     document = read_state(root)
-    if "redis" not in document:
+    if document.redis is None:
         print(f"no local stack is running under {root}")
         return 1
     current = _recorded(document)
     _describe(current, root)
-    print(f"started at: {document.get('started_at', 'unknown')}")
+    print(f"started at: {document.started_at or 'unknown'}")
     problems = check_stack(current, load_environment(current.env, stack_dir).redis)
-    if "services" in document:  # started with its services: they count too
+    if document.services is not None:  # started with its services: they count too
         problems += local_services.problems(document)
-        local_services.describe(document, state_path(root))
+        local_services.describe(document, stack_file_path(root))
     for problem in problems:
         print(f"problem: {problem}")
     print("healthy" if not problems else "NOT healthy")
     return 0 if not problems else 1
 
 
-def _recorded(document: dict[str, Any]) -> LocalStack:
-    return LocalStack.from_json(document["redis"], env=str(document.get("env")))
+def _recorded(document: StackFile) -> LocalStack:
+    assert document.redis is not None  # the callers checked
+    return LocalStack.from_record(document.redis, env=str(document.env))
 
 
 def _stop_recorded(root: Path, stack: LocalStack) -> None:
@@ -145,7 +147,7 @@ def _stop_recorded(root: Path, stack: LocalStack) -> None:
 def _describe(stack: LocalStack, root: Path) -> None:
     print(f"env: {stack.env} ({stack.mode}, {len(stack.nodes)} node(s))")
     print(f"nodes: {' '.join(stack.nodes)}")
-    print(f"user: {stack.username} (password: redis.password in {state_path(root)})")
+    print(f"user: {stack.username} (password: redis.password in {stack_file_path(root)})")
     if stack.users:
         print(f"service users: {', '.join(stack.users)} (passwords: redis.users in stack.json)")
     cluster_flag = " -c" if stack.mode == "cluster" else ""

@@ -17,7 +17,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from courseredis.environments import RedisTopology
 from courseredis.local.ports import free_ports
 from courseredis.local.processes import LocalStackError, tail
 from courseredis.local.stack import LocalStack
+from courseredis.stack_file import ServiceProcess, StackFile
 
 SERVICES = ("auth", "courses", "enrollments", "gateway")  # the gateway last: it needs the rest
 _READY_TIMEOUT_S = 30.0
@@ -33,17 +33,6 @@ _READY_TIMEOUT_S = 30.0
 # IP per simulated user); a peer on another loopback address, 127.0.0.2 say, is still not
 # trusted. LOCAL_GATEWAY_TRUSTED_PROXIES replaces the list ("" trusts nobody).
 LOCAL_TRUSTED_PROXIES = "127.0.0.1/32"
-
-
-@dataclass(frozen=True)
-class ServiceProcess:
-    name: str
-    url: str
-    pid: int
-    logfile: str
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def redis_environment(
@@ -111,7 +100,9 @@ def start_services(
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,  # Ctrl-C in the terminal is ours to relay
                 )
-            started.append(ServiceProcess(name, urls[name], process.pid, str(logfile)))
+            started.append(
+                ServiceProcess(name=name, url=urls[name], pid=process.pid, logfile=str(logfile))
+            )
         for service in started:
             _wait_ready(service)
     except BaseException:
@@ -216,22 +207,18 @@ def start_all(stack: LocalStack, topology: RedisTopology, data_dir: Path) -> dic
     )
     return {
         "services": {p.name: p.url for p in processes},
-        "service_processes": [p.to_json() for p in processes],
+        "service_processes": [p.model_dump() for p in processes],
         "demo": credentials.to_json(),
         "database": redacted(database_url),
     }
 
 
-def recorded_processes(document: Mapping[str, Any]) -> list[ServiceProcess]:
-    return [ServiceProcess(**entry) for entry in document.get("service_processes", [])]
+def stop_all(document: StackFile) -> None:
+    stop_services(document.service_processes or [])
 
 
-def stop_all(document: Mapping[str, Any]) -> None:
-    stop_services(recorded_processes(document))
-
-
-def problems(document: Mapping[str, Any]) -> list[str]:
-    processes = recorded_processes(document)
+def problems(document: StackFile) -> list[str]:
+    processes = document.service_processes or []
     if not processes:
         return ["the services are not running"]
     return [
@@ -239,12 +226,12 @@ def problems(document: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def describe(document: Mapping[str, Any], state_file: Path) -> None:
-    for name, url in document.get("services", {}).items():
+def describe(document: StackFile, state_file: Path) -> None:
+    for name, url in (document.services or {}).items():
         print(f"{name}: {url}")
-    demo = document.get("demo", {})
+    demo = document.demo
     if demo:
         print(
-            f"demo users: {len(demo.get('students', []))} students and "
-            f"{demo.get('admin', {}).get('username')} (passwords: demo in {state_file})"
+            f"demo users: {len(demo.students)} students and "
+            f"{demo.admin.username if demo.admin else None} (passwords: demo in {state_file})"
         )

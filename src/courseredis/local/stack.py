@@ -22,8 +22,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from courseredis import acl
@@ -47,8 +48,8 @@ from courseredis.local.nodes import (
     stop_pids,
 )
 from courseredis.local.processes import LocalStackError, is_our_redis, redis_server_binary
-from courseredis.stack_file import Account, RedisRecord
 from courseredis.services import registry
+from courseredis.stack_file import Account, RedisRecord
 from courseredis.topology import split_addr
 
 
@@ -65,20 +66,15 @@ class LocalStack:
     data_dir: Path
     users: dict[str, str] = field(default_factory=dict)  # service -> its ACL user's password
 
-    def to_json(self) -> dict[str, Any]:
-        """The `redis` part of stack.json, plus `env`.
-
-        `users` maps each service to its ACL user's credentials (the user is named after
-        the service): `{"gateway": {"username": "gateway", "password": "..."}, ...}`.
-        """
-        return {
-            "env": self.env,
-            "mode": self.mode,
-            "nodes": list(self.nodes),
-            "username": self.username,
-            "password": self.password,
-            "users": {
-                service: {"username": service, "password": password}
+    def record(self) -> RedisRecord:
+        """The `redis` section of stack.json (the service users named after their service)."""
+        return RedisRecord(
+            mode=self.mode,
+            nodes=list(self.nodes),
+            username=self.username,
+            password=self.password,
+            users={
+                service: Account(username=service, password=password)
                 for service, password in self.users.items()
             },
             data_dir=self.data_dir,
@@ -106,21 +102,10 @@ class LocalStack:
     def from_json(cls, data: Mapping[str, Any], *, env: str | None = None) -> LocalStack:
         """Read `to_json()` output, or the `redis` part of stack.json with `env` given apart."""
         try:
-            return cls(
-                env=str(env if env is not None else data["env"]),
-                mode=cast(Mode, data["mode"]),
-                nodes=[str(n) for n in data["nodes"]],
-                username=data.get("username"),
-                password=data.get("password"),
-                pids=[int(p) for p in data["pids"]],
-                data_dir=Path(data["data_dir"]),
-                users={
-                    str(service): str(user["password"])
-                    for service, user in (data.get("users") or {}).items()
-                },
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise LocalStackError(f"stack description is not valid: {exc!r}") from exc
+            record = RedisRecord.model_validate({k: v for k, v in data.items() if k != "env"})
+            return cls.from_record(record, env=str(env if env is not None else data["env"]))
+        except (KeyError, ValidationError) as exc:
+            raise LocalStackError(f"stack description is not valid: {exc}") from exc
 
     @property
     def ports(self) -> list[int]:

@@ -31,7 +31,7 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -44,6 +44,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
 from courseredis import keys
+from courseredis.stack_file import STACK_FILE, TargetError, read_stack_file
 from courseredis.topology import (
     TOTAL_SLOTS,
     merged_view,
@@ -544,11 +545,12 @@ def _measure(
 
 def _target_from_stack_json(path: Path) -> tuple[list[str], str | None, str | None]:
     try:
-        document = json.loads(path.read_text())
-        part: Mapping[str, Any] = document["redis"]
-        return [str(n) for n in part["nodes"]], part.get("username"), part.get("password")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        redis = read_stack_file(path).redis
+    except (OSError, TargetError) as exc:
         raise AuditError(f"cannot read the Redis nodes from {path}: {exc}") from exc
+    if redis is None:
+        raise AuditError(f"cannot read the Redis nodes from {path}: it has no `redis` section")
+    return list(redis.nodes), redis.username, redis.password
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -569,9 +571,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--stack-json",
-        default=".local/stack.json",
+        default=str(STACK_FILE),
         help="the local stack's description, used when --nodes is not given "
-        "(default: .local/stack.json)",
+        f"(default: {STACK_FILE})",
     )
     parser.add_argument(
         "--username", default=None, help="ACL user (default: REDIS_USERNAME, else the stack's)"

@@ -32,17 +32,13 @@ from courseredis.environments import RedisTopology, load_environment
 from courseredis.local import LocalStack, start_stack, stop_stack
 from courseredis.local.nodes import NodeProcess, node_directory, relaunch_nodes
 from courseredis.local.processes import LocalStackError, is_our_redis, redis_server_binary
-from courseredis.local.services import (
-    ServiceProcess,
-    redis_environment,
-    start_services,
-    stop_services,
-)
-from courseredis.services import registry
+from courseredis.local.services import redis_environment, start_services, stop_services
 from courseredis.local.stack import recorded_bus_port
+from courseredis.services import registry
 from courseredis.services.db.migrate import upgrade
 from courseredis.services.db.seed import DemoCredentials, seed
 from courseredis.settings import RedisSettings
+from courseredis.stack_file import ServiceProcess
 from courseredis.topology import ClusterNode, parse_cluster_nodes, split_addr
 
 STUDENT_PASSWORD = "chaos-student-pw"

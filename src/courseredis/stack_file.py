@@ -1,0 +1,112 @@
+"""`.local/stack.json`: what the local stack runs, as one model its writer and readers share.
+
+`python -m courseredis.local up` writes it (`courseredis.local.state`); the smoke suite, the
+load suites, the keyspace audit and `make demo` read it. Each section refuses keys it does
+not know, so a hand edit with a typo is an error naming the key. Top-level keys of other
+tools are kept as they are (the file is shared: `up` rewrites only its own sections).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ConfigDict, Field, ValidationError
+
+from courseredis.config_model import ConfigModel, describe
+from courseredis.environments import Mode
+
+LOCAL_DIR = Path(".local")  # every local state under a root: stack.json, data, databases
+STACK_FILE = LOCAL_DIR / "stack.json"  # relative to the root (the current directory)
+
+
+def stack_file_path(root: Path) -> Path:
+    return root.resolve() / STACK_FILE
+
+
+class TargetError(ValueError):
+    """What a tool is pointed at (a stack.json, options, variables) cannot be used; the
+    message says what to give instead."""
+
+
+class Account(ConfigModel):
+    username: str
+    password: str
+
+
+class RedisRecord(ConfigModel):
+    """The `redis` section: the nodes, the admin account, the service users, what stops it."""
+
+    mode: Mode
+    nodes: list[str]  # host:port, in start order: masters-to-be first
+    username: str | None  # the admin account
+    password: str | None
+    # Each service's ACL user, named after the service; absent in files written before them.
+    users: dict[str, Account] = Field(default_factory=dict)
+    data_dir: Path
+    pids: list[int]  # pids[i] serves nodes[i]
+
+
+class ServiceProcess(ConfigModel):
+    """One service `up` started: where it answers, its PID and its log."""
+
+    name: str
+    url: str
+    pid: int
+    logfile: str
+
+
+class DemoAccounts(ConfigModel):
+    """The seeded demo accounts (also the shape `python -m courseredis.services.db seed` prints)."""
+
+    students: tuple[Account, ...]
+    admin: Account | None = None
+
+
+class StackFile(ConfigModel):
+    """The whole document; a section is None when `up` has not written it (yet)."""
+
+    model_config = ConfigDict(extra="allow")  # other tools' top-level keys survive `up`
+
+    env: str | None = None
+    redis: RedisRecord | None = None
+    started_at: str | None = None
+    # Absent for a Redis-only stack (`up --redis-only`): `status` then leaves services out.
+    services: dict[str, str] | None = None  # service -> base URL
+    service_processes: list[ServiceProcess] | None = None
+    demo: DemoAccounts | None = None
+    database: str | None = None  # the database URL, password redacted
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document: sections not written stay absent, not null."""
+        return {k: v for k, v in self.model_dump(mode="json").items() if v is not None}
+
+    def without_own_sections(self) -> StackFile:
+        """Only the other tools' keys: what stays while `up` replaces its stack."""
+        return StackFile.model_validate(self.model_extra or {})
+
+    def updated(self, sections: dict[str, Any]) -> StackFile:
+        """A copy with `sections` (JSON, as written) replaced, validated like a read file."""
+        return StackFile.model_validate({**self.to_json(), **sections})
+
+
+def parse_stack_file(document: object, path: Path | str) -> StackFile:
+    """Validate a decoded stack.json; `TargetError` names the file and each wrong key."""
+    try:
+        return StackFile.model_validate(document)
+    except ValidationError as exc:
+        raise TargetError(f"{path}: {describe(exc)}") from None
+
+
+def read_stack_file(path: Path) -> StackFile:
+    """Read and validate a stack.json; `FileNotFoundError` when there is none."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise TargetError(f"cannot read {path}: {exc}") from exc
+    try:
+        return StackFile.model_validate_json(text)
+    except ValidationError as exc:
+        raise TargetError(f"{path}: {describe(exc)}") from None
