@@ -23,6 +23,9 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from courseredis import ratelimit_algorithms
+from courseredis.ratelimit_algorithms import Algorithm
+
 # --- rate limits ----------------------------------------------------------------------------
 
 
@@ -34,22 +37,20 @@ class Timed:
     answered: float
 
 
-def allowed_in_span(algorithm: str, limit: int, window_s: float, span_s: float) -> float:
-    """The most hits an algorithm may admit whose decisions lie within `span_s` of each other.
+def allowed_in_span(
+    algorithm: Algorithm | str, limit: int, window_s: float, span_s: float
+) -> float:
+    """The most hits an algorithm may admit whose decisions lie within `span_s` of each other:
+    the admission bound of its record (`courseredis.ratelimit_algorithms`). Beyond one window
+    nothing is claimed (infinity): every limit is checked on its window.
 
-    - sliding_log (exact): `limit` in any span shorter than the window;
-    - gcra (token bucket): a full bucket plus what refills meanwhile, `limit + span * rate`;
-    - fixed_window and sliding_counter: a span shorter than the window meets at most two
-      counting windows, so `2 * limit` (the documented price of their cheapness).
-    Beyond one window nothing is claimed (infinity): every limit is checked on its window.
+    An algorithm without a record raises `UnknownAlgorithm`: a check that assumed some bound
+    for it could pass a limiter that failed, or fail one that held.
     """
+    bound = ratelimit_algorithms.spec(algorithm).admission
     if span_s >= window_s:
         return math.inf
-    if algorithm == "gcra":
-        return limit + span_s * limit / window_s
-    if algorithm in ("fixed_window", "sliding_counter"):
-        return 2.0 * limit
-    return float(limit)
+    return bound.most(limit, window_s, span_s)
 
 
 SERVER_CLOCK_TICK_S = 1e-6  # Redis TIME, as the rate-limit scripts read it
@@ -67,7 +68,7 @@ class WindowCheck:
 def check_window(
     admitted: Sequence[Timed],
     *,
-    algorithm: str,
+    algorithm: Algorithm | str,
     limit: int,
     window_s: float,
     skew_s: float = 0.0,
@@ -79,6 +80,7 @@ def check_window(
     were certainly decided within (end - first sent); their count must not exceed
     `allowed_in_span`. O(n k log k) with k the requests per window.
     """
+    ratelimit_algorithms.spec(algorithm)  # refused even with nothing to check
     if not admitted:
         return WindowCheck(0, 0, 0)
     # The scripts read Redis TIME to the microsecond, so two decisions a span apart may be

@@ -32,6 +32,7 @@ import gevent  # type: ignore[import-untyped]
 from gevent.pool import Group  # type: ignore[import-untyped]
 from locust import constant_throughput, task
 
+from courseredis import ratelimit_algorithms
 from courseredis.services.settings import GatewaySettings, RoutePolicy
 from loadtests.analysis import Timed, check_window, per_second, per_window, ratio
 from loadtests.common.findings import Finding, gate
@@ -59,15 +60,6 @@ USERS_PER_IP = {"guessers": 2, "browsers": 8}
 # still, so that it does even when a loaded gateway spreads the burst over a second.
 BURST = 14
 PROBE_BURST = 24
-
-
-# What each algorithm promises about any one window: the check holds it to exactly that.
-GUARANTEES = {
-    "sliding_log": "at most limit in any window",
-    "gcra": "at most limit + limit * span / window within any span (a full bucket + refill)",
-    "fixed_window": "at most 2 * limit in any window (two counting windows)",
-    "sliding_counter": "at most 2 * limit in any window (an estimate)",
-}
 
 
 def admitted(route: str, status: int) -> bool:
@@ -370,7 +362,8 @@ def analyse(run: RunState) -> Finding:
                         "admitted": sum(c.admitted for c in checks),
                         "refused": refused,
                         "max_admitted_in_window": max((c.max_in_window for c in checks), default=0),
-                        "guarantee": GUARANTEES.get(policy.algorithm.value, ""),
+                        # What the check held it to (its admission bound).
+                        "guarantee": ratelimit_algorithms.spec(policy.algorithm).guarantee,
                         # The busiest identity's admitted requests, window after window.
                         "busiest_per_window": per_window(busiest, spec.window_s, run.started_at),
                         "over_limit": over,

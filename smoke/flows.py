@@ -32,10 +32,9 @@ import httpx
 import redis
 from redis.exceptions import RedisError
 
-from courseredis import keys
+from courseredis import keys, ratelimit_algorithms
 from courseredis.connection import SyncClient
 from courseredis.patterns.idempotency import CLAIM_LEASE
-from courseredis.patterns.ratelimit import Algorithm
 from courseredis.services.settings import GatewaySettings, RoutePolicy
 from smoke.target import Account, Target
 
@@ -166,12 +165,13 @@ def route_policy(route: str) -> RoutePolicy:
 
 
 def rate_limit_max_ttl(route: str) -> timedelta:
-    """The longest TTL a rate-limit key of `route` may carry: its policy's longest window
-    (two windows for the sliding window counter, which keeps the previous window)."""
+    """The longest TTL a rate-limit key of `route` may carry: its policy's longest window,
+    times the windows its algorithm's key lives (`ratelimit_algorithms`)."""
     policy = route_policy(route)
     windows = [timedelta(seconds=s.window_s) for s in policy.per_ip + policy.per_user]
-    longest = max(windows) if windows else keys.RATE_LIMIT_KEY_MAX_TTL
-    return 2 * longest if policy.algorithm is Algorithm.SLIDING_COUNTER else longest
+    if not windows:
+        return keys.RATE_LIMIT_KEY_MAX_TTL
+    return ratelimit_algorithms.spec(policy.algorithm).ttl_windows * max(windows)
 
 
 class Scenario:

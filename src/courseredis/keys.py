@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
+from courseredis import ratelimit_algorithms
+
 RedisType = Literal["string", "hash", "zset", "stream"]
 
 # The lifetimes the patterns use by default; TTL rules below are derived from them.
@@ -34,10 +36,10 @@ LOCK_LEASE = timedelta(seconds=30)
 COURSE_CACHE_TTL = timedelta(minutes=5)
 SESSION_TTL = timedelta(hours=24)
 IDEMPOTENCY_TTL = timedelta(hours=24)
-# The longest rate-limit window a policy may use, and the longest a key may live: a sliding
-# window counter keeps the previous window's count until the current window ends.
+# The longest rate-limit window a policy may use, and the longest a key may live: as many
+# of those windows as the algorithm that keeps its key longest needs.
 RATE_LIMIT_MAX_WINDOW = timedelta(hours=1)
-RATE_LIMIT_KEY_MAX_TTL = 2 * RATE_LIMIT_MAX_WINDOW
+RATE_LIMIT_KEY_MAX_TTL = ratelimit_algorithms.key_ttl_windows() * RATE_LIMIT_MAX_WINDOW
 # An event stream has no TTL (it is the queue); it is trimmed to about this many entries.
 EVENT_STREAM_MAX_LENGTH = 100_000
 
@@ -303,6 +305,7 @@ REFRESH_TOKEN = KeyPattern(
     write_commands=("set", "del"),
     read_commands=("get",),
 )
+_RATE_LIMIT_TTL = TtlRule(RATE_LIMIT_KEY_MAX_TTL, ratelimit_algorithms.key_ttl_description())
 RATE_LIMIT_IP = KeyPattern(
     name="ratelimit_ip",
     title="Rate limit (per IP)",

@@ -1,4 +1,6 @@
-"""Rate limiting: four algorithms, one round trip per decision, several limits at once.
+"""Rate limiting: one round trip per decision, several limits at once.
+
+The algorithms, and what each promises, are the records of `courseredis.ratelimit_algorithms`.
 
 Every decision is one Lua call that reads Redis `TIME`, so allowed, remaining, retry-after
 and reset are computed on the clock all gateways share, to the millisecond. All the limits
@@ -8,7 +10,6 @@ route), so they are decided atomically without hash tags and never raise CROSSSL
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,21 +22,9 @@ from courseredis.patterns.evalsha import evalsha, evalsha_async
 from courseredis.patterns.flow import Script, key_checker
 from courseredis.patterns.lua import LuaScript, load
 
-
-class Algorithm(enum.StrEnum):
-    SLIDING_LOG = "sliding_log"  # exact; memory grows with the limit
-    SLIDING_COUNTER = "sliding_counter"  # approximate; O(1) memory
-    FIXED_WINDOW = "fixed_window"  # cheapest; allows up to 2x at a window edge
-    GCRA = "gcra"  # token bucket: smooth refill, bursts up to the limit
-
-
-_SCRIPTS = {
-    Algorithm.SLIDING_LOG: "ratelimit_sliding_log",
-    Algorithm.SLIDING_COUNTER: "ratelimit_sliding_counter",
-    Algorithm.FIXED_WINDOW: "ratelimit_fixed_window",
-    Algorithm.GCRA: "ratelimit_gcra",
-}
-
+# Algorithm is re-exported: routes and callers name it with the limiter.
+from courseredis.ratelimit_algorithms import Algorithm as Algorithm
+from courseredis.ratelimit_algorithms import spec
 
 _require_rate_limit_key = key_checker(keys.RATE_LIMIT_IP, keys.RATE_LIMIT_USER)
 
@@ -77,6 +66,7 @@ class Policy:
     # Derived once: every decision reads them.
     _script: LuaScript = field(init=False, repr=False, compare=False)
     _args: tuple[int, ...] = field(init=False, repr=False, compare=False)  # (limit, window_ms)*
+    _nonce: bool = field(init=False, repr=False, compare=False)
     _argv_of_one: tuple[Any, ...] = field(init=False, repr=False, compare=False)  # cost 1, no nonce
     _max_cost: int = field(init=False, repr=False, compare=False)  # the smallest limit
 
@@ -89,7 +79,9 @@ class Policy:
         flat: list[int] = []
         for limit in self.limits:
             flat += [limit.limit, limit.window_ms]
-        object.__setattr__(self, "_script", load(_SCRIPTS[self.algorithm]))
+        algorithm = spec(self.algorithm)
+        object.__setattr__(self, "_script", load(algorithm.script))
+        object.__setattr__(self, "_nonce", algorithm.nonce)
         object.__setattr__(self, "_args", tuple(flat))
         object.__setattr__(self, "_argv_of_one", (1, "", *flat))
         object.__setattr__(self, "_max_cost", min(limit.limit for limit in self.limits))
@@ -132,8 +124,8 @@ def _argv(key: str, policy: Policy, cost: int) -> tuple[Any, ...]:
     _require_rate_limit_key(key)
     if type(cost) is not int or not 0 < cost <= policy._max_cost:
         _refuse_cost(cost, policy)
-    if policy.algorithm is Algorithm.SLIDING_LOG:
-        # The nonce keeps the log's members distinct (see its script): uniqueness, not
+    if policy._nonce:
+        # The nonce keeps members distinct (see the sliding log's script): uniqueness, not
         # secrecy, so the fast `random` (reseeded in forked children) over `secrets`.
         return (cost, f"{getrandbits(32):x}", *policy._args)
     # The others ignore ARGV[2].

@@ -7,8 +7,8 @@ ARGV[2]  unused (the nonce of the sliding log; kept so every algorithm takes the
 ARGV[3..] pairs (limit, window_ms), all decided together; windows are distinct
 Returns  {allowed (0|1), remaining, retry_after_ms, reset_ms, binding limit index (1-based)}
          as in ratelimit_sliding_log.lua; reset_ms is the end of the binding window.
-A key of another type (a hash of an older release, or a sorted set of the sliding log
-before the route changed algorithm) counts as fresh, and the SET replaces it.
+A key of another type (the sorted set of the sliding log, before the route changed
+algorithm) counts as fresh, and the SET replaces it.
 Cost: every redis.call has a fixed price and every write is propagated to the replicas
 on its own, so all limits are read with one GET and written with one SET. The TTL (the
 end of the longest window, fixed while the windows last) is set by that SET when a window

@@ -3,15 +3,23 @@ theoretical arrival time (TAT) of the next hit. A bucket of `limit` tokens refil
 token every window / limit; a full bucket admits `limit` hits at once.
 
 KEYS[1]  the rate-limit key (string: one record per window, separated by spaces,
-         '<window_ms>t<TAT in microseconds>'; records of windows the policy lacks are kept)
+         '<window_ms>t<TAT>', the TAT as '<microseconds>' or '<microseconds>+<n>', n / limit
+         of a microsecond later; records of windows the policy lacks are kept)
 ARGV[1]  cost (integer >= 1)
 ARGV[2]  unused (kept so every algorithm takes the same ARGV)
 ARGV[3..] pairs (limit, window_ms), all decided together; windows are distinct
 Returns  {allowed (0|1), remaining, retry_after_ms, reset_ms, binding limit index (1-based)}
          as in ratelimit_sliding_log.lua; reset_ms is when the bucket is full again.
-TATs are rounded up to the microsecond, so rounding never admits an extra hit.
-A key of another type (a hash of an older release, or a sorted set of the sliding log
-before the route changed algorithm) counts as fresh, and the SET replaces it.
+TATs are exact: window / limit is rarely a whole number of microseconds, and a TAT rounded
+to one drifts a little further on every hit of a burst, so remaining came out one too low
+(3 per second left 1 after the first hit, not 2) and a burst could be refused a hit that
+GCRA admits. So a TAT is whole microseconds plus a remainder in 1/limit of one, and every
+comparison is in integers scaled by the limit (exact while window_ms * 1000 * limit stays
+below 2^53: up to 2.5 million an hour). A remainder is read as a fraction of the current
+limit: one written under another limit is off by less than a microsecond, rounded up when
+it does not fit.
+A key of another type (the sorted set of the sliding log, before the route changed
+algorithm) counts as fresh, and the SET replaces it.
 Cost: every redis.call has a fixed price and every write is propagated to the replicas
 on its own, so all limits are read with one GET and written, TTL included, with one SET.
 ]]
@@ -21,27 +29,43 @@ local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
 local n = (#ARGV - 2) / 2
 
-local old = {}
+local function divmod(a, b)
+  -- Floor division of integers held in doubles: a / b rounds, so the remainder corrects it.
+  local q = math.floor(a / b)
+  local r = a - q * b
+  if r < 0 then return q - 1, r + b end
+  if r >= b then return q + 1, r - b end
+  return q, r
+end
+
+local old_wholes, old_parts = {}, {}
 local stored = redis.pcall('GET', key)
 if type(stored) == 'string' then
-  for window, tat in string.gmatch(stored, '(%d+)t(%d+)') do old[window] = tat end
+  for window, whole, part in string.gmatch(stored, '(%d+)t(%d+)%+?(%d*)') do
+    old_wholes[window], old_parts[window] = whole, part
+  end
 end
 
 local allowed, retry_after = 1, 0
-local tats, new_tats = {}, {}
+local wholes, parts, new_wholes, new_parts = {}, {}, {}, {}
 for i = 1, n do
   local limit = tonumber(ARGV[1 + 2 * i])
   local window = ARGV[2 + 2 * i]
   local period = window * 1000                      -- us for a full bucket to refill
-  local tat = tonumber(old[window]) or now
-  old[window] = nil                                 -- what is left belongs to other policies
-  if tat < now then tat = now end
-  local new_tat = tat + cost * (period / limit)
-  tats[i], new_tats[i] = tat, new_tat
-  local allow_at = new_tat - period
-  if allow_at > now then
+  -- The TAT is whole + part / limit us, 0 <= part < limit; a bucket full by now starts now.
+  local whole, part = tonumber(old_wholes[window]), tonumber(old_parts[window]) or 0
+  old_wholes[window] = nil                          -- what is left belongs to other policies
+  if whole and part >= limit then whole, part = whole + 1, 0 end
+  if whole == nil or whole < now then whole, part = now, 0 end
+  -- cost hits move the TAT by cost * period / limit us.
+  local carry, new_part = divmod(part + cost * period, limit)
+  local new_whole = whole + carry
+  wholes[i], parts[i], new_wholes[i], new_parts[i] = whole, part, new_whole, new_part
+  -- Admitted while the new TAT is at most a full bucket ahead of now; ahead * limit:
+  local ahead = (new_whole - period - now) * limit + new_part
+  if ahead > 0 then
     allowed = 0
-    local wait = math.ceil((allow_at - now) / 1000)
+    local wait = math.ceil(ahead / (1000 * limit))
     if wait > retry_after then retry_after = wait end
   end
 end
@@ -49,22 +73,33 @@ end
 local binding, remaining, reset, expire = 1, nil, 0, 0
 local records = {}
 for i = 1, n do
-  local period = ARGV[2 + 2 * i] * 1000
-  local interval = period / tonumber(ARGV[1 + 2 * i])
-  local tat = tats[i]
+  local limit = tonumber(ARGV[1 + 2 * i])
+  local window = ARGV[2 + 2 * i]
+  local period = window * 1000
+  local whole, part = wholes[i], parts[i]
   if allowed == 1 then
-    tat = math.ceil(new_tats[i])
-    records[i] = string.format('%st%d', ARGV[2 + 2 * i], tat)
+    whole, part = new_wholes[i], new_parts[i]
+    if part == 0 then
+      records[i] = string.format('%st%d', window, whole)
+    else
+      records[i] = string.format('%st%d+%d', window, whole, part)
+    end
   end
-  local left = math.floor((period - (tat - now)) / interval)
-  local whole = math.ceil((tat - now) / 1000)
-  if remaining == nil or left < remaining or (left == remaining and whole > reset) then
-    binding, remaining, reset = i, left, whole
+  -- Tokens left: whole intervals from the TAT to a full bucket, (period - (TAT - now)) /
+  -- (period / limit), scaled by the limit; and the ms until the TAT, rounded up.
+  local left = divmod((period - (whole - now)) * limit - part, period)
+  local full = math.ceil(((whole - now) * limit + part) / (1000 * limit))
+  if remaining == nil or left < remaining or (left == remaining and full > reset) then
+    binding, remaining, reset = i, left, full
   end
-  if whole > expire then expire = whole end
+  if full > expire then expire = full end
 end
 if allowed == 1 then
-  for window, tat in pairs(old) do records[#records + 1] = window .. 't' .. tat end
+  for window, whole in pairs(old_wholes) do
+    local part = old_parts[window]
+    if part ~= '' then whole = whole .. '+' .. part end
+    records[#records + 1] = window .. 't' .. whole
+  end
   redis.call('SET', key, table.concat(records, ' '), 'PX', math.max(1, expire))
 end
 return {allowed, math.max(remaining, 0), retry_after, reset, binding}

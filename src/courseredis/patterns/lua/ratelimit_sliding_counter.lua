@@ -11,8 +11,8 @@ Returns  {allowed (0|1), remaining, retry_after_ms, reset_ms, binding limit inde
          as in ratelimit_sliding_log.lua.
 The estimate is prev * (w - elapsed) / w + cur; it is compared as integers,
 prev * (w - elapsed) + cur * w against limit * w, so no rounding admits an extra hit.
-A key of another type (a hash of an older release, or a sorted set of the sliding log
-before the route changed algorithm) counts as fresh, and the SET replaces it.
+A key of another type (the sorted set of the sliding log, before the route changed
+algorithm) counts as fresh, and the SET replaces it.
 Cost: every redis.call has a fixed price and every write is propagated to the replicas
 on its own, so all limits are read with one GET and written with one SET. The TTL (two
 windows from the start of the current one, fixed while it lasts) is set by that SET when
