@@ -234,5 +234,5 @@ def test_a_misspelt_key_in_stack_json_is_refused_by_name(tmp_path):
 def test_a_misspelt_variable_is_refused_by_name(tmp_path):
     write_stack(tmp_path)
     environ = {"SMOKE_GATEWAY_ULR": "http://x", "SMOKE_ARGS": "-x"}
-    with pytest.raises(TargetError, match="unknown variable.*SMOKE_GATEWAY_ULR"):
+    with pytest.raises(TargetError, match=r"unknown variable.*SMOKE_GATEWAY_ULR"):
         resolve(no_options, cwd=tmp_path, environ=environ)
