@@ -1,8 +1,11 @@
-"""The Redis ACL file the program stores in a Secret: the package's users plus the exporter.
+"""The Redis ACL file the program stores in a Secret: the package's users, replication and
+the exporter.
 
-`courseredis.acl.all_users` is the one definition of the admin and the per-service users;
-the metrics exporter is the only account Kubernetes adds, so it is declared here, with the
-read-only commands `redis_exporter` sends and no keys at all.
+`courseredis.acl.all_users` is the one definition of the admin and the per-service users,
+`courseredis.redis_config.replication_user` the one of the account replicas authenticate
+with (the local stack's cluster uses it too); the metrics exporter is the only account
+Kubernetes adds, so it is declared here, with the read-only commands `redis_exporter` sends
+and no keys at all.
 """
 
 from __future__ import annotations
@@ -10,11 +13,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from courseredis.acl import all_users
-from courseredis.redis_config import AclUser, render_acl_file
+from courseredis.redis_config import (
+    REPLICATION_USER,
+    AclUser,
+    render_acl_file,
+    replication_user,
+)
 from infra.values import EXPORTER_USER
 
-# What redis_exporter runs on a scrape: the handshake, INFO, CONFIG GET (maxmemory and
-# friends), CLUSTER INFO, the slow log and latency figures. It reads no key.
+# What redis_exporter runs on a scrape: the handshake, INFO, CLUSTER INFO, the slow log and
+# latency figures. It reads no key. Not CONFIG GET: `CONFIG GET *` answers `masterauth`, the
+# replication password, in clear (a per-parameter grant does not exist), so the chart runs
+# the exporter with REDIS_EXPORTER_CONFIG_COMMAND=- and the figures it would have read there
+# (maxmemory) come from INFO. The slow log is safe to read: Redis redacts the arguments of
+# AUTH, HELLO and sensitive CONFIG SETs in it (tests/charts/test_no_password_leaks.py).
 EXPORTER_COMMANDS = (
     "-@all",
     "+auth",
@@ -24,7 +36,6 @@ EXPORTER_COMMANDS = (
     "+select",
     "+info",
     "+dbsize",
-    "+config|get",
     "+cluster|info",
     "+slowlog|get",
     "+slowlog|len",
@@ -44,11 +55,17 @@ def exporter_user(password: str) -> AclUser:
 
 
 def acl_file(
-    admin_password: str, service_passwords: Mapping[str, str], exporter_password: str
+    admin_password: str,
+    service_passwords: Mapping[str, str],
+    exporter_password: str,
+    replication_password: str,
 ) -> str:
-    """The whole ACL file: `default` off, the admin, one user per service, the exporter."""
+    """The whole ACL file: `default` off, the admin, one user per service, replication and
+    the exporter."""
     users = all_users(admin_password, service_passwords)
-    if EXPORTER_USER in users:
-        raise ValueError(f"a service may not be called {EXPORTER_USER!r}")
+    for name in (EXPORTER_USER, REPLICATION_USER):
+        if name in users:
+            raise ValueError(f"a service may not be called {name!r}")
     users[EXPORTER_USER] = exporter_user(exporter_password)
+    users[REPLICATION_USER] = replication_user(replication_password)
     return render_acl_file(users)

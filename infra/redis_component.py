@@ -16,6 +16,7 @@ from infra.values import (
     EXPORTER_USER,
     REDIS_CHART,
     REDIS_NAME,
+    REPLICATION_ACCOUNT,
     SECRETS,
     redis_chart_values,
 )
@@ -41,6 +42,7 @@ class RedisComponent(pulumi.ComponentResource):
     admin_password: pulumi.Output[str]
     service_passwords: dict[str, pulumi.Output[str]]
     exporter_password: pulumi.Output[str]
+    replication_password: pulumi.Output[str]
     chart: k8s.helm.v4.Chart
 
     def __init__(
@@ -54,6 +56,7 @@ class RedisComponent(pulumi.ComponentResource):
 
         self.admin_password = generated_password(f"{name}-admin-password", self)
         self.exporter_password = generated_password(f"{name}-exporter-password", self)
+        self.replication_password = generated_password(f"{name}-replication-password", self)
         self.service_passwords = {
             service: generated_password(f"{name}-{service}-password", self)
             for service in registry.NAMES
@@ -72,6 +75,12 @@ class RedisComponent(pulumi.ComponentResource):
                 namespace,
                 {"username": EXPORTER_USER, "password": self.exporter_password},
             ),
+            secret(
+                self,
+                SECRETS.replication,
+                namespace,
+                {"username": REPLICATION_ACCOUNT, "password": self.replication_password},
+            ),
             *(
                 secret(
                     self,
@@ -85,12 +94,16 @@ class RedisComponent(pulumi.ComponentResource):
         # Rendered inside apply, from the secret outputs: the file holds every password, so
         # it must never exist as a plain value in the program or its state.
         acl_text = pulumi.Output.all(
-            self.admin_password, self.exporter_password, *self.service_passwords.values()
+            self.admin_password,
+            self.exporter_password,
+            self.replication_password,
+            *self.service_passwords.values(),
         ).apply(
             lambda passwords: acl_file(
                 admin_password=passwords[0],
                 exporter_password=passwords[1],
-                service_passwords=dict(zip(self.service_passwords, passwords[2:], strict=True)),
+                replication_password=passwords[2],
+                service_passwords=dict(zip(self.service_passwords, passwords[3:], strict=True)),
             )
         )
         acl = secret(self, SECRETS.acl, namespace, {ACL_FILE_KEY: pulumi.Output.secret(acl_text)})

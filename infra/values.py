@@ -38,6 +38,9 @@ SERVICE_PORT = 8000
 
 ADMIN_USER = DEFAULT_ADMIN_USER
 EXPORTER_USER = "exporter"
+# Replicas authenticate to their master as this account (PSYNC, REPLCONF, PING only), never
+# as the admin: its password sits in every node's config, where `CONFIG GET` reaches it.
+REPLICATION_ACCOUNT = REPLICATION_USER
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class SecretNames:
 
     admin: str = "redis-admin"  # username, password: operators, bootstrap Job, probes
     exporter: str = "redis-exporter"  # username, password: the metrics sidecar
+    replication: str = "redis-replication"  # username, password: replicas to their master
     acl: str = "redis-acl"  # users.acl: the ACL file every Redis node loads
     jwt: str = "jwt-signing"  # secret: the services' HS256 key
     database: str = "database"  # url: the services' DATABASE_URL
@@ -157,6 +161,7 @@ def redis_chart_values(settings: StackSettings) -> dict[str, Any]:
         "auth": {
             "aclSecret": {"name": SECRETS.acl, "key": ACL_FILE_KEY},
             "adminSecret": {"name": SECRETS.admin},
+            "replicationSecret": {"name": SECRETS.replication},
         },
         "metrics": {
             "secret": {"name": SECRETS.exporter},

@@ -107,6 +107,21 @@ def admin_user(password: str, name: str = DEFAULT_ADMIN_USER) -> AclUser:
     )
 
 
+REPLICATION_USER = "replication"
+
+# What a replica sends its master (`masteruser`/`masterauth`): AUTH (always allowed), PING,
+# REPLCONF (listening-port, capa, ACK) and PSYNC. Failover needs nothing more: a cluster
+# failover is agreed on the cluster bus, which is not ACL-checked, and a manual
+# `CLUSTER FAILOVER` is sent by the admin. No key, no CONFIG: the password this account
+# writes into every node's config must not open more than the stream of writes.
+REPLICATION_COMMANDS = ("-@all", "+ping", "+replconf", "+psync")
+
+
+def replication_user(password: str, name: str = REPLICATION_USER) -> AclUser:
+    """The account replicas authenticate to their master with, and nothing else."""
+    return AclUser(name=name, password=password, key_patterns=(), commands=REPLICATION_COMMANDS)
+
+
 DEFAULT_USER_LINE = "user default off resetchannels ~* &* +@all"
 
 

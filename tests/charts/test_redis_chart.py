@@ -13,7 +13,7 @@ from courseredis.redis_config import APPENDFSYNC, MAXMEMORY_POLICY, render_redis
 from infra import values as infra_values
 from infra.settings import StackSettings
 from tests.charts.helm import defaults, env_of, find, lint, notes, only, render, validate_schema
-from tests.charts.policy import check_containers, validate_objects
+from tests.charts.policy import Pod, admitted, check_containers, pod_of, validate_objects
 
 REDIS_SELECTOR = {
     "app.kubernetes.io/name": "redis",
@@ -92,7 +92,7 @@ def test_redis_conf_is_what_the_package_renders(settings: StackSettings):
             pidfile=None,
             logfile=None,
             daemonize=False,
-            replication_user="admin" if clustered else None,
+            replication_user=infra_values.REPLICATION_ACCOUNT if clustered else None,
             replication_password="pw" if clustered else None,
         )
     )
@@ -185,6 +185,66 @@ def test_network_policy_admits_clients_and_keeps_the_bus_to_redis():
     job_labels = only(objects, "Job")["spec"]["template"]["metadata"]["labels"]
     assert clients.items() <= job_labels.items()
     assert job_labels["app.kubernetes.io/component"] == "bootstrap"
+
+
+def test_only_the_monitoring_namespace_scrapes_the_exporter(settings: StackSettings):
+    """Issue 13: the metrics port admitted every namespace. Pods knock on it."""
+    objects = rendered(settings)
+    redis_pod = pod_of(only(objects, "StatefulSet", "redis"), settings.namespace)
+    port = defaults("redis")["metrics"]["port"]
+    prometheus = Pod({"app.kubernetes.io/name": "prometheus"}, "monitoring")
+    assert admitted(objects, prometheus, redis_pod, port)
+    for stranger in (
+        Pod({"app.kubernetes.io/name": "prometheus"}, "team-a"),  # a look-alike elsewhere
+        Pod({}, settings.namespace),  # any pod of the platform's own namespace
+        Pod({"course-redis/redis-client": "true"}, settings.namespace),  # a Redis client
+    ):
+        assert not admitted(objects, stranger, redis_pod, port), stranger
+    # ... and the Redis port stays closed to the monitoring namespace.
+    assert not admitted(objects, prometheus, redis_pod, infra_values.REDIS_PORT)
+    # Prometheus pods only, when the chart is told which they are.
+    narrowed = rendered(
+        settings,
+        networkPolicy={"metrics": {"podSelector": {"matchLabels": {"app": "prometheus"}}}},
+    )
+    assert admitted(narrowed, Pod({"app": "prometheus"}, "monitoring"), redis_pod, port)
+    assert not admitted(narrowed, Pod({"app": "grafana"}, "monitoring"), redis_pod, port)
+
+
+def test_an_empty_metrics_namespace_selector_is_refused():
+    values = infra_values.redis_chart_values(_dev())
+    # Helm merges maps, so {} keeps the default; null deletes the default's key.
+    values["networkPolicy"] = {"metrics": {"namespaceSelector": {"matchLabels": None}}}
+    with pytest.raises(helm_python.HelmError, match="namespaceSelector"):
+        render("redis", values)
+
+
+def test_clients_and_peers_reach_redis_and_nobody_reaches_the_bootstrap():
+    settings = _prod()
+    objects = rendered(settings)
+    redis_pod = pod_of(only(objects, "StatefulSet", "redis"), settings.namespace)
+    bootstrap = pod_of(only(objects, "Job", "redis-bootstrap"), settings.namespace)
+    client = Pod({"course-redis/redis-client": "true"}, settings.namespace)
+    assert admitted(objects, client, redis_pod, infra_values.REDIS_PORT)
+    assert not admitted(objects, client, redis_pod, infra_values.CLUSTER_BUS_PORT)
+    assert admitted(objects, redis_pod, redis_pod, infra_values.CLUSTER_BUS_PORT)
+    assert not admitted(objects, Pod({}, settings.namespace), redis_pod, infra_values.REDIS_PORT)
+    for source in (client, redis_pod, Pod({}, "monitoring")):
+        assert not admitted(objects, source, bootstrap, 8080)
+
+
+def test_replicas_authenticate_as_replication_not_admin():
+    objects = rendered(_prod())
+    script = only(objects, "ConfigMap", "redis-config")["data"]["start.sh"]
+    assert 'echo "masteruser $REDIS_REPLICATION_USERNAME"' in script
+    assert 'echo "masterauth $REDIS_REPLICATION_PASSWORD"' in script
+    pod = only(objects, "StatefulSet", "redis")["spec"]["template"]["spec"]
+    env = env_of(next(c for c in pod["containers"] if c["name"] == "redis"))
+    secret = infra_values.SECRETS.replication
+    assert env["REDIS_REPLICATION_USERNAME"]["secretKeyRef"] == {"name": secret, "key": "username"}
+    assert env["REDIS_REPLICATION_PASSWORD"]["secretKeyRef"] == {"name": secret, "key": "password"}
+    exporter = env_of(next(c for c in pod["containers"] if c["name"] == "metrics"))
+    assert exporter["REDIS_EXPORTER_CONFIG_COMMAND"] == "-"
 
 
 def test_the_acl_file_comes_from_its_secret_and_default_is_off_by_it():

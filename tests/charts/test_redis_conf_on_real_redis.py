@@ -26,6 +26,7 @@ from infra import values as infra_values
 from infra.credentials import acl_file
 from infra.settings import StackSettings
 from tests.charts.helm import only, render
+from tests.charts.password_leaks import assert_no_account_reads_a_password
 
 ADMIN_PASSWORD = "AdminPw0123456789"
 EXPORTER_PASSWORD = "ExporterPw0123456789"
@@ -40,7 +41,7 @@ def pod_redis(settings: StackSettings, workdir: Path) -> Iterator[int]:
     port, bus = free_ports(2)
     (workdir / "data").mkdir()
     (workdir / "users.acl").write_text(
-        acl_file(ADMIN_PASSWORD, SERVICE_PASSWORDS, EXPORTER_PASSWORD)
+        acl_file(ADMIN_PASSWORD, SERVICE_PASSWORDS, EXPORTER_PASSWORD, REPLICATION_PASSWORD)
     )
     conf = (
         data["redis.conf"]
@@ -65,6 +66,8 @@ def pod_redis(settings: StackSettings, workdir: Path) -> Iterator[int]:
         "POD_IP": "127.0.0.1",
         "REDIS_USERNAME": infra_values.ADMIN_USER,
         "REDIS_PASSWORD": ADMIN_PASSWORD,
+        "REDIS_REPLICATION_USERNAME": infra_values.REPLICATION_ACCOUNT,
+        "REDIS_REPLICATION_PASSWORD": REPLICATION_PASSWORD,
     }
     log = (workdir / "redis.log").open("w")
     process = subprocess.Popen(
@@ -114,7 +117,8 @@ def test_redis_runs_the_chart_config_with_the_program_acl(settings: StackSetting
                 hostname = admin.config_get("cluster-announce-hostname")
                 expected = infra_values.redis_pod_hosts(settings)[0]
                 assert hostname["cluster-announce-hostname"] == expected
-                assert admin.config_get("masteruser")["masteruser"] == "admin"
+                assert admin.config_get("masteruser")["masteruser"] == "replication"
+                assert admin.config_get("masterauth")["masterauth"] == REPLICATION_PASSWORD
         finally:
             admin.close()
         # No retries: the refusal is the answer, not a transient error.
@@ -131,3 +135,39 @@ def test_redis_runs_the_chart_config_with_the_program_acl(settings: StackSetting
         with pytest.raises(NoPermissionError):
             gateway.flushall()
         gateway.close()
+
+
+def test_no_account_but_admin_reads_a_password(settings: StackSettings, tmp_path: Path):
+    """Issue 13: the exporter could `CONFIG GET masterauth`, and masterauth was the admin's
+    password. Every account of the ACL file the program writes now tries every way it has
+    to read a password on the node the chart configures (masterauth set, in prod)."""
+    with pod_redis(settings, tmp_path) as port:
+        assert_no_account_reads_a_password(
+            port,
+            {
+                infra_values.ADMIN_USER: ADMIN_PASSWORD,
+                infra_values.EXPORTER_USER: EXPORTER_PASSWORD,
+                infra_values.REPLICATION_ACCOUNT: REPLICATION_PASSWORD,
+                **SERVICE_PASSWORDS,
+            },
+        )
+
+
+def test_the_exporter_reads_its_figures_without_config(settings: StackSettings, tmp_path: Path):
+    """What the exporter still gets with REDIS_EXPORTER_CONFIG_COMMAND=-: INFO (maxmemory
+    included), CLUSTER INFO, the slow log and latency; CONFIG GET is refused."""
+    with pod_redis(settings, tmp_path) as port:
+        exporter = redis.Redis(
+            port=port, username="exporter", password=EXPORTER_PASSWORD, decode_responses=True
+        )
+        try:
+            memory = exporter.info("memory")
+            assert memory["maxmemory"] == infra_values.maxmemory_bytes(settings.redis.maxmemory)
+            if settings.redis.mode == "cluster":
+                assert "cluster_state" in exporter.execute_command("CLUSTER", "INFO")
+            exporter.slowlog_get(10)
+            exporter.execute_command("LATENCY", "LATEST")
+            with pytest.raises(NoPermissionError):
+                exporter.config_get("maxmemory")
+        finally:
+            exporter.close()

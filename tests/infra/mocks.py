@@ -124,6 +124,7 @@ def _deploy(env: str, secrets: dict[str, str], plain: dict[str, str]) -> Deploym
             flagged = {
                 "admin": redis.admin_password,
                 "exporter": redis.exporter_password,
+                "replication": redis.replication_password,
                 "jwt": services.jwt_secret,
                 **{f"service:{s}": pw for s, pw in redis.service_passwords.items()},
             }

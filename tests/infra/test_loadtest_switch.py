@@ -90,7 +90,7 @@ def test_on_declares_the_locust_chart_with_the_locustfiles(env: str):
         f"kubectl -n course-redis-{env} logs -f job/locust-master-1"
     )
     # The switch adds a chart, not a password or a Secret.
-    assert len(deployment.of_type(PASSWORD_TYPE)) == 3 + 4
+    assert len(deployment.of_type(PASSWORD_TYPE)) == 4 + 4
 
 
 def test_redis_direct_at_scale_uses_the_admin_secret_and_the_client_label():

@@ -98,8 +98,8 @@ def test_charts_come_from_the_repository_into_the_stack_namespace(stack: Deploym
 
 def test_every_generated_password_is_a_secret_output(stack: Deployment):
     passwords = stack.of_type(PASSWORD_TYPE)
-    # admin, exporter, one per service, and the JWT signing key.
-    assert len(passwords) == 3 + len(registry.NAMES)
+    # admin, exporter, replication, one per service, and the JWT signing key.
+    assert len(passwords) == 4 + len(registry.NAMES)
     assert all(p.inputs["special"] is False for p in passwords)
     assert stack.secret_flags and all(stack.secret_flags.values()), stack.secret_flags
     assert "redisAdminPassword" in stack.secret_exports
@@ -121,7 +121,7 @@ def test_no_plaintext_secret_appears_in_any_resource_input(stack: Deployment):
     assert contains_secret(acl["stringData"])
     acl_text = unwrap(acl["stringData"])["users.acl"]
     redis_passwords = [v for k, v in stack.mocks.generated.items() if k.startswith("redis-")]
-    assert len(redis_passwords) == 2 + len(registry.NAMES)
+    assert len(redis_passwords) == 3 + len(registry.NAMES)
     assert all(password in acl_text for password in redis_passwords)
     assert "user default off" in acl_text
     if stack.env == "prod":
@@ -149,6 +149,21 @@ def test_each_service_secret_holds_its_own_user(stack: Deployment):
         data = unwrap(stack.one(SECRET_TYPE, f"redis-user-{service}").inputs["stringData"])
         assert data["username"] == service
         assert data["password"] == stack.mocks.generated[f"redis-{service}-password"]
+
+
+def test_replication_has_its_own_generated_account(stack: Deployment):
+    """Issue 13: replicas authenticated as admin, whose password then sat in `masterauth`."""
+    data = unwrap(stack.one(SECRET_TYPE, "redis-replication").inputs["stringData"])
+    password = stack.mocks.generated["redis-replication-password"]
+    assert data == {"username": "replication", "password": password}
+    assert password != stack.mocks.generated["redis-admin-password"]
+    acl_text = unwrap(stack.one(SECRET_TYPE, "redis-acl").inputs["stringData"])["users.acl"]
+    (line,) = [x for x in acl_text.splitlines() if x.startswith("user replication ")]
+    assert line.split()[4:] == ["resetchannels", "-@all", "+ping", "+replconf", "+psync"]
+    (exporter,) = [x for x in acl_text.splitlines() if x.startswith("user exporter ")]
+    assert "config" not in exporter
+    redis = chart_values(stack, "redis")
+    assert redis["auth"]["replicationSecret"] == {"name": "redis-replication"}
 
 
 def test_declared_kubernetes_objects_are_valid(stack: Deployment):

@@ -114,7 +114,10 @@ seccompProfile:
 {{- fail "auth.aclSecret.name is required: Redis runs with the default user off" -}}
 {{- end -}}
 {{- if not .Values.auth.adminSecret.name -}}
-{{- fail "auth.adminSecret.name is required (probes, bootstrap, replication)" -}}
+{{- fail "auth.adminSecret.name is required (probes, bootstrap)" -}}
+{{- end -}}
+{{- if and (eq .Values.mode "cluster") (not .Values.auth.replicationSecret.name) -}}
+{{- fail "auth.replicationSecret.name is required in cluster mode (masteruser/masterauth)" -}}
 {{- end -}}
 {{- if and .Values.metrics.enabled (not .Values.metrics.secret.name) -}}
 {{- fail "metrics.secret.name is required when metrics.enabled" -}}

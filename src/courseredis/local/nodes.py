@@ -2,8 +2,10 @@
 
 Every node gets its own directory (`<data_dir>/node-<i>/`: redis.conf, users.acl, pidfile,
 log, data, nodes.conf), a fresh pair of free ports (client and cluster bus), and the same
-ACL: `default` off, an admin account (which cluster nodes also use to authenticate to
-their master once they are replicas) and whatever other users the caller gives.
+ACL: `default` off, an admin account, whatever other users the caller gives and, in
+cluster mode, the `replication` account (PSYNC, REPLCONF, PING only) nodes authenticate to
+their master with once they are replicas: the password every node's redis.conf holds opens
+nothing but the replication stream, as in Kubernetes.
 
 Cluster nodes announce a stable name, `node-<i>.courseredis.local` (like a StatefulSet
 pod's DNS name), and their current address (`cluster-announce-ip`). Clients are sent IPs
@@ -13,6 +15,7 @@ to the nodes' new loopback addresses, to repair their nodes.conf (`relaunch_node
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -44,7 +47,14 @@ from courseredis.local.processes import (
     terminate,
     wait_gone,
 )
-from courseredis.redis_config import AclUser, admin_user, render_acl_file, render_redis_conf
+from courseredis.redis_config import (
+    REPLICATION_USER,
+    AclUser,
+    admin_user,
+    render_acl_file,
+    render_redis_conf,
+    replication_user,
+)
 from courseredis.topology import split_addr
 from courseredis.waiting import TimedOut, wait_until
 
@@ -152,7 +162,12 @@ def launch_nodes(
     process behind.
     """
     clustered = topology.mode == "cluster"
-    acl = render_acl_file({ADMIN_USER: admin_user(password, ADMIN_USER), **(users or {})})
+    # Drawn per launch like the other passwords; a restart reads it back from redis.conf.
+    replication = secrets.token_urlsafe(24) if clustered else None
+    replicator = {REPLICATION_USER: replication_user(replication)} if replication else {}
+    acl = render_acl_file(
+        {ADMIN_USER: admin_user(password, ADMIN_USER), **replicator, **(users or {})}
+    )
     _clear_leftovers(data_dir)
     ports = iter(free_ports(count * (2 if clustered else 1)))
     nodes = [
@@ -172,7 +187,7 @@ def launch_nodes(
                     shutil.rmtree(node.directory)
                 node.directory.mkdir(parents=True, mode=0o700)
                 _write_private(node.acl_file, acl)
-                _write_conf(node, topology, password)
+                _write_conf(node, topology, replication)
             _launch(binary, pending)
             pending = _await_ready(pending, password)
             for node in pending:
@@ -209,7 +224,8 @@ def relaunch_nodes(
     with _killed_on_failure(nodes):
         for node in nodes:
             node.pidfile.unlink(missing_ok=True)
-            _write_conf(node, topology, password)
+            replication = _recorded_masterauth(node.conf) if topology.mode == "cluster" else None
+            _write_conf(node, topology, replication)
             if prepare is not None:
                 prepare(node)
         _launch(binary, nodes)
@@ -283,7 +299,16 @@ def _killed_on_failure(nodes: Sequence[NodeProcess]) -> Iterator[None]:
         raise
 
 
-def _write_conf(node: NodeProcess, topology: RedisTopology, password: str) -> None:
+def _recorded_masterauth(conf: Path) -> str:
+    """The replication password a node's redis.conf holds (its users.acl has the user)."""
+    for line in conf.read_text().splitlines():
+        key, _, value = line.partition(" ")
+        if key == "masterauth" and value.strip():
+            return value.strip()
+    raise LocalStackError(f"{conf} names no masterauth: cannot restart the node as a replica")
+
+
+def _write_conf(node: NodeProcess, topology: RedisTopology, replication: str | None) -> None:
     clustered = topology.mode == "cluster"
     conf = render_redis_conf(
         topology,
@@ -298,8 +323,8 @@ def _write_conf(node: NodeProcess, topology: RedisTopology, password: str) -> No
         pidfile=node.pidfile,
         logfile=node.logfile,
         daemonize=True,
-        replication_user=ADMIN_USER if clustered else None,
-        replication_password=password if clustered else None,
+        replication_user=REPLICATION_USER if replication is not None else None,
+        replication_password=replication,
     )
     _write_private(node.conf, conf)
 

@@ -408,6 +408,7 @@ class _Probe:
     thread: threading.Thread | None = None
     error: str = ""
     replica: str = ""  # the victim's replica, kept from reconnecting until the kill
+    masterauth: str = ""  # its replication password, put back before the kill
 
     def join(self, timeout: float) -> None:
         if self.thread is not None:
@@ -433,6 +434,7 @@ def _cut_and_revoke(
     view = platform.cluster_view(victim.addr)
     probe.replica = next(n.addr for n in view if n.master_id == victim.node_id)
     with platform.node(probe.replica) as replica:
+        probe.masterauth = str(replica.config_get("masterauth")["masterauth"])
         replica.config_set("masterauth", "chaos-" + uuid.uuid4().hex)
     client = create_client(platform.admin_settings())
     expires = int(time.time()) + int(keys.ACCESS_TOKEN_LIFETIME.total_seconds())
@@ -465,7 +467,7 @@ def _cut_and_revoke(
 
 def _restore_replica(platform: LivePlatform, probe: _Probe) -> None:
     with platform.node(probe.replica) as replica:
-        replica.config_set("masterauth", platform.stack.password or "")
+        replica.config_set("masterauth", probe.masterauth)
 
 
 def _jtis_where(in_victim: Callable[[str], bool], count: int) -> list[str]:
