@@ -24,6 +24,7 @@ from infra.values import (
     REPO_CHARTS,
     SECRETS,
     SERVICE_PORT,
+    TEST_CLIENT_LABELS,
     gateway_service,
     redis_nodes,
     redis_url,
@@ -199,8 +200,11 @@ def locust_chart_values(
             },
         },
         # Only a Redis-direct run talks to Redis: only then does it need the label the
-        # Redis NetworkPolicy admits.
-        "podLabels": {"course-redis/redis-client": "true"} if redis_direct else {},
+        # Redis NetworkPolicy admits. The others call the services (the gateway, and the
+        # upstreams' /metrics): the label the services' NetworkPolicies admit.
+        "podLabels": {"course-redis/redis-client": "true"}
+        if redis_direct
+        else dict(TEST_CLIENT_LABELS),
     }
 
 

@@ -62,6 +62,10 @@ class SecretNames:
 SECRETS = SecretNames()
 ACL_FILE_KEY = "users.acl"
 
+# The labels of the pods allowed to call the services directly (the services chart's
+# NetworkPolicies admit them besides the gateway): the Locust pods and in-cluster smoke runs.
+TEST_CLIENT_LABELS = {"course-redis/test-client": "true"}
+
 
 # --- Redis ----------------------------------------------------------------------------------
 
@@ -248,6 +252,11 @@ def services_chart_values(settings: StackSettings) -> dict[str, Any]:
             },
         },
         "serviceMonitor": {"enabled": services.service_monitor},
+        # The stack's one NetworkPolicy switch (redisDeployment.networkPolicy) covers both.
+        "networkPolicy": {
+            "enabled": settings.redis_deployment.network_policy,
+            "testClientLabels": dict(TEST_CLIENT_LABELS),
+        },
     }
 
 

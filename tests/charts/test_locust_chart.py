@@ -193,7 +193,7 @@ def test_redis_direct_reaches_redis_as_the_admin_through_the_network_policy(
 ):
     objects = render_locust(chart_values(settings, suite="redis_direct"), settings.namespace)
     redis_objects = render("redis", infra_values.redis_chart_values(settings), settings.namespace)
-    admitted = only(redis_objects, "NetworkPolicy")["spec"]["ingress"][0]["from"][0]
+    admitted = only(redis_objects, "NetworkPolicy", "redis")["spec"]["ingress"][0]["from"][0]
     labels = admitted["podSelector"]["matchLabels"]
     for workload in master_and_workers(objects):
         assert labels.items() <= workload["spec"]["template"]["metadata"]["labels"].items()

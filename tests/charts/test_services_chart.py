@@ -20,7 +20,14 @@ from tests.charts.helm import (
     stack_settings,
     validate_schema,
 )
-from tests.charts.policy import check_containers, validate_objects
+from tests.charts.policy import (
+    Pod,
+    admitted,
+    check_containers,
+    pod_of,
+    selects,
+    validate_objects,
+)
 
 # What the services read (courseredis.services.settings and connection): the contract.
 COMMON_ENV = {
@@ -123,7 +130,7 @@ def test_logouts_wait_for_a_replica_where_the_environment_has_replicas():
 
 def test_pods_carry_the_labels_the_redis_network_policy_admits(settings: StackSettings):
     redis_objects = render("redis", infra_values.redis_chart_values(settings), settings.namespace)
-    policy = only(redis_objects, "NetworkPolicy")["spec"]
+    policy = only(redis_objects, "NetworkPolicy", "redis")["spec"]
     clients = policy["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
     for deployment in find(rendered(settings), "Deployment"):
         metadata = deployment["spec"]["template"]["metadata"]
@@ -218,3 +225,91 @@ def test_a_missing_image_fails_with_the_reason():
     values["image"] = {"repository": "", "tag": ""}
     with pytest.raises(helm_python.HelmError, match=r"image\.repository is required"):
         render("services", values)
+
+
+# --- who may call whom (issue 13: every pod could call every service) ----------------------
+
+
+def _pods(objects: list[dict[str, Any]], namespace: str) -> dict[str, Pod]:
+    return {name: pod_of(only(objects, "Deployment", name), namespace) for name in registry.NAMES}
+
+
+def test_only_the_gateway_and_labelled_test_clients_reach_the_upstreams(settings: StackSettings):
+    objects = rendered(settings)
+    namespace = settings.namespace
+    pods = _pods(objects, namespace)
+    port = infra_values.SERVICE_PORT
+    tester = Pod(infra_values.TEST_CLIENT_LABELS, namespace)
+    prometheus = Pod({}, "monitoring")
+    for upstream in ("auth", "courses", "enrollments"):
+        target = pods[upstream]
+        assert admitted(objects, pods["gateway"], target, port), upstream
+        assert admitted(objects, tester, target, port), upstream
+        assert admitted(objects, prometheus, target, port), upstream
+        # Not another service, not a Redis client, not a pod without the label, nor a
+        # labelled pod of another namespace, nor the ingress controller.
+        for other in ("auth", "courses", "enrollments"):
+            if other != upstream:
+                assert not admitted(objects, pods[other], target, port), (other, upstream)
+        for stranger in (
+            Pod({}, namespace),
+            Pod({"course-redis/redis-client": "true"}, namespace),
+            Pod(infra_values.TEST_CLIENT_LABELS, "elsewhere"),
+            Pod({}, "ingress-nginx"),
+        ):
+            assert not admitted(objects, stranger, target, port), (stranger, upstream)
+
+
+def test_the_gateway_admits_the_ingress_controller_and_test_clients(settings: StackSettings):
+    objects = rendered(settings)
+    namespace = settings.namespace
+    gateway = _pods(objects, namespace)["gateway"]
+    port = infra_values.SERVICE_PORT
+    assert admitted(objects, Pod({"app": "controller"}, "ingress-nginx"), gateway, port)
+    assert admitted(objects, Pod(infra_values.TEST_CLIENT_LABELS, namespace), gateway, port)
+    assert admitted(objects, Pod({}, "monitoring"), gateway, port)
+    assert not admitted(objects, Pod({}, namespace), gateway, port)
+    assert not admitted(objects, Pod({}, "team-a"), gateway, port)
+    # The controller's namespace is a value.
+    moved = rendered(
+        settings,
+        networkPolicy__ingressController={
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "traefik"}},
+            "podSelector": {},
+        },
+    )
+    assert admitted(moved, Pod({}, "traefik"), gateway, port)
+    assert not admitted(moved, Pod({}, "ingress-nginx"), gateway, port)
+
+
+def test_every_service_pod_is_selected_by_a_policy(settings: StackSettings):
+    objects = rendered(settings)
+    policies = find(objects, "NetworkPolicy")
+    for name, pod in _pods(objects, settings.namespace).items():
+        assert any(selects(p["spec"]["podSelector"], pod.labels) for p in policies), name
+
+
+def test_the_load_pods_carry_the_test_client_label_and_get_through(settings: StackSettings):
+    from infra.loadtest import LoadtestSettings, locust_chart_values, read_locustfiles
+    from tests.charts.test_locust_chart import render_locust
+
+    services = rendered(settings)
+    locust = render_locust(
+        locust_chart_values(settings, LoadtestSettings(enabled=True), read_locustfiles()),
+        settings.namespace,
+    )
+    pods = _pods(services, settings.namespace)
+    for workload in find(locust, "Job"):
+        load_pod = pod_of(workload, settings.namespace)
+        # The gateway, and the courses and enrollments /metrics the suites read.
+        for target in ("gateway", "courses", "enrollments"):
+            assert admitted(services, load_pod, pods[target], infra_values.SERVICE_PORT)
+
+
+def test_the_test_client_label_has_one_source():
+    assert defaults("services")["networkPolicy"]["testClientLabels"] == (
+        infra_values.TEST_CLIENT_LABELS
+    )
+    assert infra_values.services_chart_values(stack_settings("prod"))["networkPolicy"][
+        "testClientLabels"
+    ] == (infra_values.TEST_CLIENT_LABELS)
