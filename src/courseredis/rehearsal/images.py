@@ -1,0 +1,441 @@
+"""Base images made from Debian's packages, under the exact names the Dockerfile and charts use.
+
+No image registry is reachable, so every image the repository names (`FROM ...` and
+`COPY --from=...` in the Dockerfile, the Redis and exporter images the charts pin) is made
+here and tagged with that very name; the Dockerfile and the rendered manifests stay as they
+are. How each is approximated:
+
+| Name                     | Made of                                                     |
+|--------------------------|-------------------------------------------------------------|
+| `python:<v>-slim-<suite>`| debootstrap minbase + Debian's python3 (bookworm: 3.11.2)   |
+| `ghcr.io/astral-sh/uv:<v>` | `/uv` and `/uvx` from uv's PyPI wheel of that version, alone |
+| `redis:<v>-<suite>`      | minbase + Debian's redis-server/redis-tools, user redis 999 |
+| `oliver006/redis_exporter:<v>` | minbase + Debian's prometheus-redis-exporter       |
+
+A version Debian does not ship exactly (python 3.11.11 vs 3.11.2, exporter v1.62 vs 1.45)
+is recorded in the image's labels and in the rehearsal's report, never hidden.
+
+Each image carries the hash of its recipe as a label; an image whose label matches is kept,
+so they are built once per machine and rebuilt only when a recipe changes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from courseredis.rehearsal.podman import LABEL, Podman
+
+# Bump when the build procedure (not a recipe) changes, so every cached image is rebuilt.
+BUILD_FORMAT = 1
+RECIPE_LABEL = f"{LABEL}.recipe"
+PROVIDES_LABEL = f"{LABEL}.provides"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+# Trimmed from every rootfs: nothing in a container reads them.
+TRIMMED = (
+    "var/cache/apt/archives",
+    "var/lib/apt/lists",
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "var/log",
+)
+
+
+class ImageRecipeError(ValueError):
+    """A referenced image has no recipe, or its reference cannot be read."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to make one named image.
+
+    `packages` are Debian packages for debootstrap (`suite`); with `wheel` instead, the
+    image is only the wheel's files `wheel_files` (path in the wheel's target -> path in the
+    image), as the official uv image is only its binaries. `commands` run in the rootfs
+    (chroot) after debootstrap; `changes` are Dockerfile instructions for `podman import`.
+    `checks` are `(Debian package, upstream version)` pairs recorded as labels.
+    """
+
+    reference: str
+    suite: str | None = None
+    packages: tuple[str, ...] = ()
+    commands: tuple[str, ...] = ()
+    changes: tuple[str, ...] = ()
+    wheel: str | None = None
+    wheel_files: tuple[tuple[str, str], ...] = ()
+    checks: tuple[tuple[str, str], ...] = ()
+    note: str = ""
+
+    @property
+    def digest(self) -> str:
+        document = {"format": BUILD_FORMAT, "arch": platform.machine(), **asdict(self)}
+        return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def split_reference(reference: str) -> tuple[str, str]:
+    """`repo[:tag][@digest]` -> (repository, tag). A digest cannot name a local build."""
+    if "@" in reference:
+        raise ImageRecipeError(
+            f"{reference}: pinned by digest; a locally built image cannot have that digest "
+            "(the rehearsal strips digests before it asks for an image)"
+        )
+    repository, _, tag = reference.rpartition(":")
+    if not repository or "/" in tag:
+        return reference, "latest"
+    return repository, tag
+
+
+def _suite_of(tag: str, reference: str) -> str:
+    match = re.search(r"(bookworm|trixie|bullseye)$", tag)
+    if match is None:
+        raise ImageRecipeError(
+            f"{reference}: the tag names no Debian suite (…-bookworm), so it cannot be made "
+            "from Debian's packages"
+        )
+    return match.group(1)
+
+
+def _python(reference: str, tag: str) -> Recipe:
+    version = tag.split("-", 1)[0]
+    return Recipe(
+        reference=reference,
+        suite=_suite_of(tag, reference),
+        packages=("python3", "python-is-python3", "ca-certificates", "netbase", "tzdata"),
+        changes=(
+            "ENV LANG=C.UTF-8",
+            f"ENV PYTHON_VERSION={version}",
+            'CMD ["python3"]',
+        ),
+        checks=(("python3", version),),
+        note="Debian's python3 stands in for the official build",
+    )
+
+
+def _uv(reference: str, tag: str) -> Recipe:
+    return Recipe(
+        reference=reference,
+        wheel=f"uv=={tag}",
+        wheel_files=(("bin/uv", "uv"), ("bin/uvx", "uvx")),
+        changes=('ENTRYPOINT ["/uv"]',),
+        note="the binaries of uv's PyPI wheel, as the official image holds them",
+    )
+
+
+def _redis(reference: str, tag: str) -> Recipe:
+    version = tag.split("-", 1)[0]
+    return Recipe(
+        reference=reference,
+        suite=_suite_of(tag, reference),
+        packages=("redis-server", "redis-tools", "ca-certificates", "netbase"),
+        # The official image's user: uid/gid 999, owning /data (the charts' runAsUser).
+        commands=(
+            "groupmod --gid 999 redis && usermod --uid 999 --gid 999 redis",
+            "mkdir -p /data && chown redis:redis /data",
+        ),
+        changes=("WORKDIR /data", "EXPOSE 6379", 'CMD ["redis-server"]'),
+        checks=(("redis-server", version),),
+        note="Debian's redis-server stands in for the official build",
+    )
+
+
+def _exporter(reference: str, tag: str) -> Recipe:
+    return Recipe(
+        reference=reference,
+        suite="bookworm",
+        packages=("prometheus-redis-exporter", "ca-certificates"),
+        commands=("ln -sf /usr/bin/prometheus-redis-exporter /redis_exporter",),
+        changes=("USER 59000:59000", "EXPOSE 9121", 'ENTRYPOINT ["/redis_exporter"]'),
+        checks=(("prometheus-redis-exporter", tag.removeprefix("v")),),
+        note="Debian's prometheus-redis-exporter stands in for the official build",
+    )
+
+
+RECIPES: dict[str, Callable[[str, str], Recipe]] = {
+    "python": _python,
+    "docker.io/library/python": _python,
+    "ghcr.io/astral-sh/uv": _uv,
+    "redis": _redis,
+    "docker.io/library/redis": _redis,
+    "oliver006/redis_exporter": _exporter,
+    "docker.io/oliver006/redis_exporter": _exporter,
+}
+
+
+def recipe_for(reference: str) -> Recipe:
+    repository, tag = split_reference(reference)
+    make = RECIPES.get(repository)
+    if make is None:
+        raise ImageRecipeError(
+            f"{reference}: no recipe makes this image from Debian's packages "
+            f"(known: {', '.join(sorted(r for r in RECIPES if '/' not in r or '.' in r))})"
+        )
+    if tag == "latest":
+        raise ImageRecipeError(f"{reference}: pin a tag; `latest` names no version to build")
+    return make(reference, tag)
+
+
+def dockerfile_images(text: str) -> list[str]:
+    """The external images a Dockerfile names (`FROM`, `COPY --from=`), stages excluded."""
+    stages: set[str] = set()
+    images: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if match := re.match(r"(?i)^FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", line):
+            image, stage = match.group(1), match.group(2)
+            if image.lower() not in stages and image not in images:
+                images.append(image)
+            if stage:
+                stages.add(stage.lower())
+        elif match := re.match(r"(?i)^COPY\s+.*--from=(\S+)", line):
+            source = match.group(1)
+            if source.lower() not in stages and not source.isdigit() and source not in images:
+                images.append(source)
+    return images
+
+
+def apt_mirror(sources: Iterable[Path] | None = None) -> str:
+    """The host's Debian mirror (debootstrap should use what apt-get already reaches)."""
+    paths = (
+        list(sources)
+        if sources is not None
+        else [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    )
+    for path in paths:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith("URIs:"):
+                for uri in line.split()[1:]:
+                    if uri.rstrip("/").endswith("/debian"):
+                        return uri.rstrip("/")
+            elif line.startswith("deb ") and not line.startswith("deb-src"):
+                parts = [p for p in line.split() if not p.startswith("[")]
+                if len(parts) > 1 and parts[1].rstrip("/").endswith("/debian"):
+                    return parts[1].rstrip("/")
+    return DEFAULT_MIRROR
+
+
+def format_provides(provides: dict[str, str]) -> str:
+    """`package=version,...`: a label value with no quoting to get wrong."""
+    return ",".join(f"{name}={version}" for name, version in sorted(provides.items()))
+
+
+def parse_provides(text: str) -> dict[str, str]:
+    pairs = (item.split("=", 1) for item in text.split(",") if "=" in item)
+    return {name: version for name, version in pairs}
+
+
+def cache_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "courseredis-rehearsal"
+
+
+def find_uv() -> str:
+    found = shutil.which("uv") or str(Path.home() / ".local" / "bin" / "uv")
+    if not Path(found).exists():
+        raise ImageRecipeError("uv is not installed (scripts/setup.sh installs it)")
+    return found
+
+
+@dataclass
+class BuiltImage:
+    reference: str
+    image_id: str
+    built: bool  # False: the cached image matched its recipe
+    provides: dict[str, str] = field(default_factory=dict)
+    note: str = ""
+
+
+class ImageBuilder:
+    """Makes the base images (debootstrap, podman import), keeping those that match."""
+
+    def __init__(
+        self, podman: Podman, cache: Path | None = None, log: Callable[[str], None] = print
+    ):
+        self.podman = podman
+        self.cache = cache or cache_dir()
+        self.log = log
+
+    def ensure(self, references: Sequence[str], parallel: int = 3) -> list[BuiltImage]:
+        """Every referenced image, built unless a matching one is there. One builder at a
+        time per machine (a file lock): two runs must not debootstrap the same image."""
+        recipes = [recipe_for(r) for r in dict.fromkeys(references)]
+        self.cache.mkdir(parents=True, exist_ok=True)
+        with (self.cache / ".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+                return list(pool.map(self.ensure_one, recipes))
+
+    def ensure_one(self, recipe: Recipe) -> BuiltImage:
+        if self.podman.image_label(recipe.reference, RECIPE_LABEL) == recipe.digest:
+            label = self.podman.image_label(recipe.reference, PROVIDES_LABEL) or ""
+            return BuiltImage(
+                recipe.reference,
+                self.podman.image_id(recipe.reference) or "",
+                built=False,
+                provides=parse_provides(label),
+                note=recipe.note,
+            )
+        self.log(f"rehearsal: building {recipe.reference} ({recipe.note})")
+        self.cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="rootfs-", dir=self.cache) as work:
+            rootfs = Path(work) / "rootfs"
+            rootfs.mkdir()
+            if recipe.wheel is not None:
+                provides = self._wheel_rootfs(recipe, rootfs, Path(work))
+            else:
+                provides = self._debian_rootfs(recipe, rootfs)
+            image_id = self._import(recipe, rootfs, provides)
+        return BuiltImage(
+            recipe.reference, image_id, built=True, provides=provides, note=recipe.note
+        )
+
+    def _debian_rootfs(self, recipe: Recipe, rootfs: Path) -> dict[str, str]:
+        assert recipe.suite is not None
+        debs = self.cache / "debs" / recipe.suite
+        debs.mkdir(parents=True, exist_ok=True)
+        command = [
+            "debootstrap",
+            "--variant=minbase",
+            f"--cache-dir={debs}",
+            f"--include={','.join(recipe.packages)}",
+            recipe.suite,
+            str(rootfs),
+            apt_mirror(),
+        ]
+        _run(command, f"debootstrap for {recipe.reference}")
+        for shell in recipe.commands:
+            _run(["chroot", str(rootfs), "/bin/sh", "-ec", shell], f"{recipe.reference}: {shell}")
+        provides = {}
+        for package, _upstream in recipe.checks:
+            version = _run(
+                ["chroot", str(rootfs), "dpkg-query", "-W", "-f=${Version}", package],
+                f"{recipe.reference}: version of {package}",
+            )
+            provides[package] = version.strip()
+        for relative in TRIMMED:
+            target = rootfs / relative
+            if target.is_dir():
+                for child in target.iterdir():
+                    if child.is_dir() and not child.is_symlink():
+                        shutil.rmtree(child)
+                    else:
+                        child.unlink()
+        return provides
+
+    def _wheel_rootfs(self, recipe: Recipe, rootfs: Path, work: Path) -> dict[str, str]:
+        assert recipe.wheel is not None
+        target = work / "wheel"
+        _run(
+            [
+                find_uv(),
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--target",
+                str(target),
+                "--python-platform",
+                f"{platform.machine()}-manylinux_2_17",
+                "--python-version",
+                "3.11",
+                recipe.wheel,
+            ],
+            f"{recipe.reference}: the {recipe.wheel} wheel",
+        )
+        for source, destination in recipe.wheel_files:
+            shutil.copy2(target / source, rootfs / destination)
+            (rootfs / destination).chmod(0o755)
+        return {recipe.wheel.split("==")[0]: recipe.wheel.split("==")[1]}
+
+    def _import(self, recipe: Recipe, rootfs: Path, provides: dict[str, str]) -> str:
+        changes = [
+            *recipe.changes,
+            f"LABEL {RECIPE_LABEL}={recipe.digest}",
+            f"LABEL {PROVIDES_LABEL}={format_provides(provides)}",
+        ]
+        args = ["import"]
+        for change in changes:
+            args += ["--change", change]
+        archive = rootfs.parent / "rootfs.tar"
+        _run(
+            ["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-cf", str(archive), "."],
+            f"{recipe.reference}: archive",
+        )
+        old = self.podman.image_id(recipe.reference)
+        image_id = self.podman.run([*args, str(archive), recipe.reference]).stdout.strip()
+        image_id = image_id.splitlines()[-1].removeprefix("sha256:") if image_id else ""
+        if old and not image_id.startswith(old[:12]):
+            # The outdated image lost its name to the new one; drop it (by id) if unused.
+            self.podman.run(["image", "rm", old], check=False)
+        return image_id
+
+
+def _run(command: Sequence[str], what: str) -> str:
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
+        raise ImageRecipeError(f"{what}: `{' '.join(command[:3])} ...` failed:\n{tail}")
+    return done.stdout
+
+
+# The build's RUN steps reach PyPI through the host's network and the host's trust: where
+# egress is TLS-intercepted, the host's CA bundle and uv's `native-tls` (read from the
+# system-wide uv.toml) are mounted for RUN only. Nothing of either lands in the image.
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+UV_SYSTEM_CONFIG = "native-tls = true\n"
+
+
+def project_build_args(
+    dockerfile: Path, context: Path, tag: str, cache: Path, labels: dict[str, str]
+) -> list[str]:
+    """`podman build` of the repository's Dockerfile, unchanged, against the local images."""
+    uv_cache = cache / "uv"
+    uv_cache.mkdir(parents=True, exist_ok=True)
+    uv_config = cache / "uv.toml"
+    if not uv_config.exists() or uv_config.read_text() != UV_SYSTEM_CONFIG:
+        uv_config.write_text(UV_SYSTEM_CONFIG)
+    args = [
+        "build",
+        "--pull=never",  # every base image is local: never ask a registry
+        "--layers=false",  # no intermediate images left behind
+        "--network=host",
+        "-v",
+        f"{uv_cache}:/root/.cache/uv",
+        "-v",
+        f"{uv_config}:/etc/uv/uv.toml:ro",
+    ]
+    if HOST_CA_BUNDLE.exists():
+        args += ["-v", f"{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro"]
+    for name, value in sorted(labels.items()):
+        args += ["--label", f"{name}={value}"]
+    return [*args, "-t", tag, "-f", str(dockerfile), str(context)]
+
+
+def build_project_image(
+    podman: Podman, repo_root: Path, tag: str, cache: Path | None = None, run_id: str = ""
+) -> str:
+    """Build the Dockerfile at the repository root as `tag`; the new image's id."""
+    args = project_build_args(
+        repo_root / "Dockerfile", repo_root, tag, cache or cache_dir(), {LABEL: run_id or "1"}
+    )
+    podman.run(args, timeout=1800)
+    image_id = podman.image_id(tag)
+    if image_id is None:
+        raise ImageRecipeError(f"podman build reported success but {tag} is not there")
+    return image_id
