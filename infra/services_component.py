@@ -12,7 +12,7 @@ from infra.values import SECRETS, SERVICES_CHART, ephemeral_database_url, servic
 
 
 class ServicesComponent(pulumi.ComponentResource):
-    """Gateway, auth, courses and enrollments, each with its own Redis user."""
+    """The services of `courseredis.services.registry`, each with its own Redis user."""
 
     jwt_secret: pulumi.Output[str]
     chart: k8s.helm.v4.Chart

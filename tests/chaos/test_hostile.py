@@ -1,8 +1,8 @@
 """Scenario 5, short: hostile input through the gateway, then the keyspace audit.
 
-The scenario runs once; each property is its own test. Two known gateway bugs answer 500
-(docs/chaos.md): until they are fixed, "no 5xx" is an expected failure, strict, so that the
-fix turns it into an unexpected pass and this marker must go.
+The scenario runs once; each property is its own test. "No 5xx" is a plain test: the two
+malformed requests the gateway once answered 500 are fixed (docs/chaos.md), so a 5xx now
+is a regression.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The four services as uvicorn processes on loopback, for the local stack and the tests.
+"""The registry's services as uvicorn processes on loopback, for the local stack and the tests.
 
 Each runs `python -m courseredis.services <name>` with its settings in the environment,
 exactly as the container does, connected to Redis as its own ACL user.
@@ -7,26 +7,27 @@ exactly as the container does, connected to Redis as its own ACL user.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from courseredis.environments import RedisTopology
+from courseredis.local import supervisor
 from courseredis.local.ports import free_ports
 from courseredis.local.processes import LocalStackError, tail
 from courseredis.local.stack import LocalStack
+from courseredis.services import registry
 from courseredis.stack_file import ServiceProcess, StackFile
+from courseredis.waiting import TimedOut, wait_until
 
-SERVICES = ("auth", "courses", "enrollments", "gateway")  # the gateway last: it needs the rest
 _READY_TIMEOUT_S = 30.0
 # Locally every client is on loopback, so a per-IP limit would lump them all together. The
 # gateway believes X-Forwarded-For from 127.0.0.1 only (the load suites present one client
@@ -65,19 +66,18 @@ def start_services(
     service with the end of its log.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    ports = dict(zip(SERVICES, free_ports(len(SERVICES), host), strict=True))
+    names = registry.NAMES  # in start order: the gateway last, it needs the rest
+    ports = dict(zip(names, free_ports(len(names), host), strict=True))
     urls = {name: f"http://{host}:{port}" for name, port in ports.items()}
     common = {
         "DATABASE_URL": database_url,
         "JWT_SECRET": jwt_secret,
-        "GATEWAY_AUTH_URL": urls["auth"],
-        "GATEWAY_COURSES_URL": urls["courses"],
-        "GATEWAY_ENROLLMENTS_URL": urls["enrollments"],
+        **{s.upstream.setting: urls[s.name] for s in registry.UPSTREAMS if s.upstream},
         **(extra_env or {}),
     }
     started: list[ServiceProcess] = []
     try:
-        for name in SERVICES:
+        for name in names:
             env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "GATEWAY_"))}
             env.update(common)
             env.update(redis_env[name])
@@ -112,62 +112,45 @@ def start_services(
 
 
 def _wait_ready(service: ServiceProcess) -> None:
-    deadline = time.monotonic() + _READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if not _alive(service.pid):
+    process = _find(service.pid)
+
+    def ready() -> bool:
+        if process is None or not supervisor.running(process):
             raise LocalStackError(
                 f"service {service.name} exited at start-up; its log ends:\n"
                 f"{tail(Path(service.logfile))}"
             )
         try:
             with urllib.request.urlopen(service.url + "/readyz", timeout=1) as response:
-                if response.status == 200:
-                    return
+                return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
-    raise LocalStackError(
-        f"service {service.name} not ready after {_READY_TIMEOUT_S:.0f} s; its log ends:\n"
-        f"{tail(Path(service.logfile))}"
-    )
+            return False
+
+    try:
+        wait_until(ready, timeout_s=_READY_TIMEOUT_S, what=f"{service.name} ready", interval_s=0.1)
+    except TimedOut:
+        raise LocalStackError(
+            f"service {service.name} not ready after {_READY_TIMEOUT_S:.0f} s; its log ends:\n"
+            f"{tail(Path(service.logfile))}"
+        ) from None
+
+
+def _is_service(argv: list[str]) -> bool:
+    return "courseredis.services" in argv
+
+
+def _find(pid: int) -> psutil.Process | None:
+    return supervisor.find(pid, _is_service)
 
 
 def _alive(pid: int) -> bool:
-    try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-        if waited == pid:
-            return False
-    except ChildProcessError:
-        pass  # not our child (a later `down`): fall back to the signal probe
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return _is_service(pid)
+    return _find(pid) is not None
 
 
-def _is_service(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    # A zombie has an empty command line: it has exited already.
-    return b"courseredis.services" in cmdline
-
-
-def stop_services(services: list[ServiceProcess], *, grace_s: float = 5.0) -> None:
-    """SIGTERM each service we started (checked by its command line), then SIGKILL."""
-    for service in services:
-        if _is_service(service.pid):
-            os.kill(service.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    for service in services:
-        while _alive(service.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if _alive(service.pid):
-            os.kill(service.pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):  # reap it if it is our child
-            os.waitpid(service.pid, os.WNOHANG)
+def stop_services(services: Sequence[ServiceProcess], *, grace_s: float = 5.0) -> None:
+    """SIGTERM the services we started (checked by their command line), then SIGKILL."""
+    found = [_find(service.pid) for service in services]
+    supervisor.stop([p for p in found if p is not None], grace_s=grace_s)
 
 
 # --- the local stack's services: what `up`, `down` and `status` call -----------------------
@@ -190,7 +173,7 @@ def start_all(stack: LocalStack, topology: RedisTopology, data_dir: Path) -> dic
     credentials = asyncio.run(seed(database_url))
     redis_env = {
         name: redis_environment(stack.mode, stack.nodes, name, stack.users[name])
-        for name in SERVICES
+        for name in registry.NAMES
     }
     if topology.logout_replica_acks:
         redis_env["auth"]["REDIS_REPLICA_ACKS"] = str(topology.logout_replica_acks)
