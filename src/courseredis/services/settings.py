@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from courseredis import keys
 from courseredis.patterns.ratelimit import Algorithm, Limit, Policy
+from courseredis.services import registry
 from courseredis.services.db.engine import DEFAULT_DATABASE_URL
 
 
@@ -19,7 +27,6 @@ class ServiceSettings(BaseSettings):
     """What every service reads: the database, the JWT secret, logging and input limits."""
 
     model_config = SettingsConfigDict(extra="ignore")
-from courseredis.services import registry
 
     database_url: str = DEFAULT_DATABASE_URL
     # HS256 needs a key of at least 256 bits to mean anything.
@@ -89,13 +96,6 @@ class GatewaySettings(BaseSettings):
     upstream_timeout_s: float = Field(default=10.0, gt=0)
     upstream_max_connections: int = Field(default=200, ge=1)
 
-    @field_validator("trusted_proxies", mode="before")
-    @classmethod
-    def _split_proxies(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        for network in value:
-            ipaddress.ip_network(network, strict=False)  # ValueError names the bad entry
     @classmethod
     def settings_customise_sources(
         cls,
@@ -121,6 +121,13 @@ class GatewaySettings(BaseSettings):
             raise ValueError(f"unknown upstreams {sorted(unknown)}")
         return {**registry.default_upstream_urls(), **value}
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad entry
         return value
 
     @field_validator("rate_limits", mode="before")
