@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from courseredis import keys
+from courseredis.services.courses import CoursesState
 from tests.services.flows import login
 from tests.support import assert_follows_schema
 
@@ -42,11 +43,8 @@ async def test_the_event_consumer_invalidates_what_another_instance_cached(
     await platform.gateway.get("/courses/5", headers=student.headers)
     assert admin_client.exists(keys.course(5)) == 1
     # As if another courses instance had updated course 5.
-    await (
-        platform.runtime("courses")
-        .extras["publisher"]
-        .publish(TOPIC_COURSES, Event(COURSE_UPDATED, {"course_id": 5, "version": 99}))
-    )
+    publisher = platform.runtime("courses").part(CoursesState).publisher
+    await publisher.publish(TOPIC_COURSES, Event(COURSE_UPDATED, {"course_id": 5, "version": 99}))
     for _ in range(100):
         if admin_client.exists(keys.course(5)) == 0:
             break
@@ -90,8 +88,9 @@ async def test_a_redelivered_enrollment_event_is_applied_once(platform):
     duplicates = runtime.metrics.events_duplicates.labels("courses")
     skipped_before = duplicates._value.get()
     event = Event(ENROLLMENT_CREATED, {"course_id": 9, "user_id": 1, "enrollment_id": 1})
-    await runtime.extras["publisher"].publish(TOPIC_ENROLLMENTS, event)
-    await runtime.extras["publisher"].publish(TOPIC_ENROLLMENTS, event)  # delivered twice
+    publisher = runtime.part(CoursesState).publisher
+    await publisher.publish(TOPIC_ENROLLMENTS, event)
+    await publisher.publish(TOPIC_ENROLLMENTS, event)  # delivered twice
     for _ in range(200):
         if duplicates._value.get() > skipped_before and await enrolled() > before:
             break

@@ -16,8 +16,10 @@ import asyncio
 import functools
 import logging
 import secrets
+from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import select
@@ -35,7 +37,7 @@ from courseredis.patterns.sessions import AsyncSessions
 from courseredis.services.db.models import User
 from courseredis.services.identity import ClaimsDep
 from courseredis.services.passwords import hash_password, verify_password
-from courseredis.services.runtime import Runtime, RuntimeDep
+from courseredis.services.runtime import Runtime, RuntimeDep, part_of
 from courseredis.services.tokens import issue_access_token
 
 log = logging.getLogger(__name__)
@@ -53,21 +55,26 @@ class ReplicaAckSettings(BaseSettings):
     replica_ack_timeout_ms: int = Field(default=250, gt=0, le=10_000)
 
 
-def _replica_ack(runtime: Runtime) -> ReplicaAck | None:
-    """Read once per service, at its first login, refresh or logout."""
-    if "replica_ack" not in runtime.extras:
-        settings = ReplicaAckSettings()
-        runtime.extras["replica_ack"] = (
-            ReplicaAck(settings.replica_acks, settings.replica_ack_timeout_ms)
-            if settings.replica_acks
-            else None
-        )
-    ack: ReplicaAck | None = runtime.extras["replica_ack"]
-    return ack
+@dataclass(frozen=True)
+class AuthState:
+    """What the auth service builds at start-up (`start`)."""
+
+    ack: ReplicaAck | None  # None: writes are not confirmed by a replica
+    refresh_tokens: AsyncRefreshTokens  # with that ack
 
 
-def _refresh_tokens(runtime: Runtime) -> AsyncRefreshTokens:
-    return AsyncRefreshTokens(runtime.redis, ack=_replica_ack(runtime))
+AuthStateDep = Annotated[AuthState, Depends(part_of(AuthState))]
+
+
+async def start(runtime: Runtime) -> None:
+    """Start-up hook: the replica ack from the environment, and the refresh tokens."""
+    settings = ReplicaAckSettings()
+    ack = (
+        ReplicaAck(settings.replica_acks, settings.replica_ack_timeout_ms)
+        if settings.replica_acks
+        else None
+    )
+    runtime.attach(AuthState(ack, AsyncRefreshTokens(runtime.redis, ack=ack)))
 
 
 class Login(BaseModel):
@@ -103,7 +110,7 @@ def _access_token(runtime: Runtime, user: User, session_id: str) -> str:
 
 
 @router.post("/login", responses={401: {"description": "wrong username or password"}})
-async def login(body: Login, runtime: RuntimeDep) -> Tokens:
+async def login(body: Login, runtime: RuntimeDep, state: AuthStateDep) -> Tokens:
     async with runtime.db() as db:
         user = (await db.execute(select(User).where(User.username == body.username))).scalar()
     # argon2 costs ~0.1 s of CPU by design: off the event loop, other requests go on. An
@@ -112,7 +119,7 @@ async def login(body: Login, runtime: RuntimeDep) -> Tokens:
     matches = await asyncio.to_thread(verify_password, stored, body.password)
     if user is None or not matches:
         raise HTTPException(401, "wrong username or password", headers=_UNAUTHORIZED)
-    issued = await _refresh_tokens(runtime).issue(user.id, "courses")
+    issued = await state.refresh_tokens.issue(user.id, "courses")
     session_id = issued.record.family
     try:
         await AsyncSessions(runtime.redis).create(user.id, user.role_names, session_id=session_id)
@@ -125,9 +132,9 @@ async def login(body: Login, runtime: RuntimeDep) -> Tokens:
 
 
 @router.post("/refresh", responses={401: {"description": "unknown, expired or reused token"}})
-async def refresh(body: RefreshRequest, runtime: RuntimeDep) -> Tokens:
+async def refresh(body: RefreshRequest, runtime: RuntimeDep, state: AuthStateDep) -> Tokens:
     try:
-        rotation = await _refresh_tokens(runtime).rotate(body.refresh_token)
+        rotation = await state.refresh_tokens.rotate(body.refresh_token)
     except InvalidRefreshToken as error:
         raise HTTPException(401, str(error), headers=_UNAUTHORIZED) from None
     if rotation.status is RotationStatus.REUSED:
@@ -142,7 +149,7 @@ async def refresh(body: RefreshRequest, runtime: RuntimeDep) -> Tokens:
     async with runtime.db() as db:
         user = await db.get(User, rotation.record.user_id)
     if user is None:
-        await _refresh_tokens(runtime).revoke(rotation.record.family)
+        await state.refresh_tokens.revoke(rotation.record.family)
         raise HTTPException(401, "user no longer exists", headers=_UNAUTHORIZED)
     sessions = AsyncSessions(runtime.redis)
     if await sessions.touch(rotation.record.family) is None:
@@ -155,14 +162,14 @@ async def refresh(body: RefreshRequest, runtime: RuntimeDep) -> Tokens:
 
 
 @router.post("/logout", status_code=204, responses={401: {"description": "invalid token"}})
-async def logout(runtime: RuntimeDep, claims: ClaimsDep) -> Response:
+async def logout(runtime: RuntimeDep, state: AuthStateDep, claims: ClaimsDep) -> Response:
     # The three writes go out together; each touches a different slot.
     writes = (
         revoke_script(claims.jti, claims.expires_at),
         Command(("DEL", keys.refresh_token(claims.session_id))),
         Command(("DEL", keys.session(claims.session_id))),
     )
-    ack = _replica_ack(runtime)
+    ack = state.ack
     if ack is not None:
         # Then WAIT on each node written: a NotReplicated is a 503, as any RedisError.
         result = await write_acknowledged_async(runtime.redis, writes, ack)

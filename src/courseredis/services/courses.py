@@ -8,9 +8,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 from sqlalchemy import func, select, update
@@ -29,7 +30,7 @@ from courseredis.services.events import (
     RedisStreamsSubscriber,
 )
 from courseredis.services.identity import AdminDep, ClaimsDep, CourseId
-from courseredis.services.runtime import Runtime, RuntimeDep
+from courseredis.services.runtime import Runtime, RuntimeDep, part_of
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/courses", tags=["courses"])
@@ -49,9 +50,15 @@ class CourseUpdate(BaseModel):
     capacity: int = Field(gt=0, le=100_000)
 
 
-def _cache(runtime: Runtime) -> AsyncCourseCache:
-    cache: AsyncCourseCache = runtime.extras["cache"]
-    return cache
+@dataclass(frozen=True)
+class CoursesState:
+    """What the courses service builds at start-up (`start_consumer`)."""
+
+    cache: AsyncCourseCache
+    publisher: RedisStreamsPublisher
+
+
+CoursesStateDep = Annotated[CoursesState, Depends(part_of(CoursesState))]
 
 
 def _loader(runtime: Runtime, course_id: int) -> Callable[[], Awaitable[dict[str, Any] | None]]:
@@ -81,10 +88,13 @@ async def list_courses(
 
 @router.get("/{course_id}", responses={404: {"description": "no such course"}})
 async def read_course(
-    course_id: CourseId, runtime: RuntimeDep, _claims: ClaimsDep, response: Response
+    course_id: CourseId,
+    runtime: RuntimeDep,
+    state: CoursesStateDep,
+    _claims: ClaimsDep,
+    response: Response,
 ) -> dict[str, Any]:
-    cache = _cache(runtime)
-    result = await cache.get_or_load(keys.course(course_id), _loader(runtime, course_id))
+    result = await state.cache.get_or_load(keys.course(course_id), _loader(runtime, course_id))
     runtime.metrics.cache.labels(result.status.value).inc()
     if result.status is not CacheStatus.HIT:
         runtime.metrics.cache_loads.inc()
@@ -101,7 +111,11 @@ async def read_course(
 
 @router.put("/{course_id}", responses={404: {"description": "no such course"}})
 async def update_course(
-    course_id: CourseId, body: CourseUpdate, runtime: RuntimeDep, _admin: AdminDep
+    course_id: CourseId,
+    body: CourseUpdate,
+    runtime: RuntimeDep,
+    state: CoursesStateDep,
+    _admin: AdminDep,
 ) -> dict[str, Any]:
     async with runtime.db() as db, db.begin():
         course = await db.get(Course, course_id, with_for_update=True)
@@ -120,6 +134,7 @@ async def update_course(
         data = fresh.to_dict()
     await _after_write(
         runtime,
+        state,
         course_id,
         Event(COURSE_UPDATED, {"course_id": course_id, "version": data["version"]}),
     )
@@ -127,17 +142,19 @@ async def update_course(
 
 
 @router.delete("/{course_id}", status_code=204, responses={404: {"description": "no such course"}})
-async def delete_course(course_id: CourseId, runtime: RuntimeDep, _admin: AdminDep) -> Response:
+async def delete_course(
+    course_id: CourseId, runtime: RuntimeDep, state: CoursesStateDep, _admin: AdminDep
+) -> Response:
     async with runtime.db() as db, db.begin():
         course = await db.get(Course, course_id)
         if course is None:
             raise HTTPException(404, f"no course {course_id}")
         await db.delete(course)
-    await _after_write(runtime, course_id, Event(COURSE_DELETED, {"course_id": course_id}))
+    await _after_write(runtime, state, course_id, Event(COURSE_DELETED, {"course_id": course_id}))
     return Response(status_code=204)
 
 
-async def _after_write(runtime: Runtime, course_id: int, event: Event) -> None:
+async def _after_write(runtime: Runtime, state: CoursesState, course_id: int, event: Event) -> None:
     """Invalidate here for read-your-writes; the event does it for every other instance.
 
     The database write has happened: if Redis fails now, answering 503 would tell the
@@ -145,8 +162,8 @@ async def _after_write(runtime: Runtime, course_id: int, event: Event) -> None:
     the failure is logged and counted.
     """
     try:
-        await _cache(runtime).invalidate(keys.course(course_id))
-        await runtime.extras["publisher"].publish(TOPIC_COURSES, event)
+        await state.cache.invalidate(keys.course(course_id))
+        await state.publisher.publish(TOPIC_COURSES, event)
     except RedisError as error:
         runtime.metrics.redis_errors.labels("events").inc()
         log.warning(
@@ -161,12 +178,12 @@ def _event_course_id(event: Event) -> int:
 
 async def start_consumer(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     """Start-up hook: the cache, the publisher and the event consumer of this service."""
-    runtime.extras["cache"] = AsyncCourseCache(runtime.redis)
-    runtime.extras["publisher"] = RedisStreamsPublisher(runtime.redis)
+    state = CoursesState(AsyncCourseCache(runtime.redis), RedisStreamsPublisher(runtime.redis))
+    runtime.attach(state)
 
     async def on_course_event(event: Event) -> None:
         if event.type in (COURSE_UPDATED, COURSE_DELETED):
-            await _cache(runtime).invalidate(keys.course(_event_course_id(event)))
+            await state.cache.invalidate(keys.course(_event_course_id(event)))
 
     async def on_enrollment_event(event: Event) -> None:
         if event.type != ENROLLMENT_CREATED:
@@ -177,7 +194,7 @@ async def start_consumer(runtime: Runtime) -> Callable[[], Awaitable[None]]:
             await db.execute(
                 update(Course).where(Course.id == course_id).values(enrolled=Course.enrolled + 1)
             )
-        await _cache(runtime).invalidate(keys.course(course_id))
+        await state.cache.invalidate(keys.course(course_id))
 
     subscriber = RedisStreamsSubscriber(
         runtime.redis,
@@ -186,7 +203,6 @@ async def start_consumer(runtime: Runtime) -> Callable[[], Awaitable[None]]:
         metrics=runtime.metrics,
         reclaim_idle_ms=runtime.settings.event_reclaim_idle_ms,
     )
-    runtime.extras["subscriber"] = subscriber
     stop = asyncio.Event()
     task = asyncio.create_task(subscriber.run(stop), name="courses-events")
 

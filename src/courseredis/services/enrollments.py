@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from sqlalchemy import select
@@ -28,12 +29,24 @@ from courseredis.services.events import (
     RedisStreamsPublisher,
 )
 from courseredis.services.identity import ClaimsDep, CourseId
-from courseredis.services.runtime import Runtime, RuntimeDep
+from courseredis.services.runtime import Runtime, RuntimeDep, part_of
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/courses/{course_id}/enrollments", tags=["enrollments"])
 # No waiting: a second request for the same enrollment is a duplicate, answered 409 now.
 _NO_WAIT = LockOptions()  # wait 0: one attempt
+
+
+@dataclass(frozen=True)
+class EnrollmentsState:
+    """What the enrollments service builds at start-up (`start_publisher`)."""
+
+    publisher: RedisStreamsPublisher
+    # One lock client for the service: each AsyncLock seeds its own jitter source.
+    lock: AsyncLock
+
+
+EnrollmentsStateDep = Annotated[EnrollmentsState, Depends(part_of(EnrollmentsState))]
 
 
 @router.post(
@@ -45,8 +58,10 @@ _NO_WAIT = LockOptions()  # wait 0: one attempt
         503: {"description": "the lock cannot be taken: Redis unavailable"},
     },
 )
-async def enroll(course_id: CourseId, runtime: RuntimeDep, claims: ClaimsDep) -> JSONResponse:
-    lock: AsyncLock = runtime.extras["lock"]
+async def enroll(
+    course_id: CourseId, runtime: RuntimeDep, state: EnrollmentsStateDep, claims: ClaimsDep
+) -> JSONResponse:
+    lock = state.lock
     key = keys.enrollment_lock(course_id, claims.user_id)
     started = time.perf_counter()
     try:
@@ -69,7 +84,7 @@ async def enroll(course_id: CourseId, runtime: RuntimeDep, claims: ClaimsDep) ->
                 raise HTTPException(409, "already enrolled in this course") from None
             body = {"id": enrollment.id, "course_id": course_id, "user_id": claims.user_id}
         try:
-            await runtime.extras["publisher"].publish(
+            await state.publisher.publish(
                 TOPIC_ENROLLMENTS,
                 Event(ENROLLMENT_CREATED, {**body, "enrollment_id": body["id"]}),
             )
@@ -102,7 +117,5 @@ async def list_enrollments(
 
 
 async def start_publisher(runtime: Runtime) -> Callable[[], Awaitable[None]] | None:
-    runtime.extras["publisher"] = RedisStreamsPublisher(runtime.redis)
-    # One lock client for the service: each AsyncLock seeds its own jitter source.
-    runtime.extras["lock"] = AsyncLock(runtime.redis)
+    runtime.attach(EnrollmentsState(RedisStreamsPublisher(runtime.redis), AsyncLock(runtime.redis)))
     return None

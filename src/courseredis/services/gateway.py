@@ -220,6 +220,14 @@ def _rate_headers(decision: Decision) -> RawHeaders:
     ]
 
 
+@dataclass(frozen=True)
+class GatewayState:
+    """What the gateway builds at start-up (`startup_hook`)."""
+
+    tokens: TokenVerifier
+    upstream: Upstream
+
+
 class Forward:
     """The catch-all endpoint: checks, then the upstream's answer or the refusal."""
 
@@ -246,7 +254,7 @@ class Forward:
         self, scope: Scope, receive: Receive
     ) -> Response | tuple[int, RawHeaders, bytes]:
         runtime: Runtime = scope["app"].state.runtime
-        tokens: TokenVerifier = runtime.extras["tokens"]
+        state = runtime.part(GatewayState)
         route = match_route(scope["method"], scope["path"])
         if route is None:
             return json_error(404, "no such route")
@@ -262,7 +270,7 @@ class Forward:
         claims: AccessClaims | None = None
         if not route.public:
             try:
-                claims = tokens.verify(bearer_token(authorization))
+                claims = state.tokens.verify(bearer_token(authorization))
             except InvalidToken as error:
                 return json_error(401, str(error), {"WWW-Authenticate": "Bearer"})
         peer = scope.get("client")
@@ -271,7 +279,7 @@ class Forward:
         refusal, binding = await _decide(runtime, route, checks)
         if refusal is not None:
             return refusal
-        reply = await self.proxy(runtime, scope, receive, route, ip)
+        reply = await self.proxy(state.upstream, scope, receive, route, ip)
         if isinstance(reply, Response):
             return reply
         status, headers, body = reply
@@ -280,9 +288,8 @@ class Forward:
         return status, headers, body
 
     async def proxy(
-        self, runtime: Runtime, scope: Scope, receive: Receive, route: Route, ip: str
+        self, upstream: Upstream, scope: Scope, receive: Receive, route: Route, ip: str
     ) -> Response | tuple[int, RawHeaders, bytes]:
-        upstream: Upstream = runtime.extras["upstream"]
         origin = self.upstreams[route.upstream]
         target = quote_from_bytes(scope.get("raw_path") or scope["path"].encode(), _PATH_SAFE)
         if scope["query_string"]:
@@ -382,7 +389,7 @@ def startup_hook(
     over the given transport."""
 
     async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
-        runtime.extras["tokens"] = TokenVerifier(
+        tokens = TokenVerifier(
             runtime.settings.jwt_secret.get_secret_value(), runtime.settings.jwt_issuer
         )
         client: Upstream
@@ -396,7 +403,7 @@ def startup_hook(
                 # the upstream can close it under a request being sent (a 502 otherwise).
                 keepalive_s=2.0,
             )
-        runtime.extras["upstream"] = client
+        runtime.attach(GatewayState(tokens, client))
         return client.aclose
 
     return start

@@ -54,7 +54,7 @@ def build(
 
 # The services behind the gateway: their router and start-up hooks.
 _UPSTREAMS: dict[str, tuple[APIRouter, tuple[StartupHook, ...]]] = {
-    "auth": (auth.router, ()),
+    "auth": (auth.router, (auth.start,)),
     "courses": (courses.router, (courses.start_consumer,)),
     "enrollments": (enrollments.router, (enrollments.start_publisher,)),
 }
