@@ -29,6 +29,15 @@ APPENDFSYNC = "everysec"
 
 DEFAULT_ADMIN_USER = "admin"
 
+# How long a Lua script (or function) may run before Redis answers BUSY to everyone else and
+# accepts SCRIPT KILL (`busy-reply-threshold`, `lua-time-limit` before Redis 7). Our scripts
+# touch a handful of keys and take microseconds; one that runs for a second is a runaway
+# (or a service user's hostile EVAL: services may EVAL, only the admin may SCRIPT KILL).
+# 1 s, not the 5 s default: clients fail fast with BUSY instead of hanging for 5 s, the
+# operator can kill it sooner, and it stays well under cluster-node-timeout (2 s), so a
+# runaway is met with BUSY and a kill before peers would start a failover.
+BUSY_REPLY_THRESHOLD_MS = 1000
+
 _ACL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 # The ACL file and redis.conf split on whitespace; a quote would need escaping rules that
 # differ between the two. Generated passwords (secrets.token_urlsafe) never need either.
@@ -205,6 +214,7 @@ def render_redis_conf(
         # batch more replicas only delays every first sync (after a start or a failover)
         # when each master has one or two replicas.
         ("repl-diskless-sync-delay", "0"),
+        ("busy-reply-threshold", str(BUSY_REPLY_THRESHOLD_MS)),
     ]
     if pidfile is not None:
         conf.append(("pidfile", _quote(str(pidfile))))

@@ -9,7 +9,12 @@ from typing import Any
 import helm_python
 import pytest
 
-from courseredis.redis_config import APPENDFSYNC, MAXMEMORY_POLICY, render_redis_conf
+from courseredis.redis_config import (
+    APPENDFSYNC,
+    BUSY_REPLY_THRESHOLD_MS,
+    MAXMEMORY_POLICY,
+    render_redis_conf,
+)
 from infra import values as infra_values
 from infra.settings import StackSettings
 from tests.charts.helm import defaults, env_of, find, lint, notes, only, render, validate_schema
@@ -114,6 +119,7 @@ def test_chart_defaults_restate_the_package_constants():
     values = defaults("redis")
     assert values["maxmemoryPolicy"] == MAXMEMORY_POLICY
     assert values["appendfsync"] == APPENDFSYNC
+    assert values["busyReplyThresholdMs"] == BUSY_REPLY_THRESHOLD_MS
     assert values["port"] == infra_values.REDIS_PORT
     assert values["cluster"]["busPort"] == infra_values.CLUSTER_BUS_PORT
     assert values["image"]["tag"].startswith("7.0.")  # the version the tests run against

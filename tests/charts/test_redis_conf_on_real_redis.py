@@ -8,6 +8,7 @@ the pod, with the pod's paths moved into a temporary directory and ports made fr
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from redis.exceptions import AuthenticationError, NoPermissionError, ResponseErr
 from redis.retry import Retry
 
 from courseredis.local.ports import free_ports
-from courseredis.redis_config import MAXMEMORY_POLICY
+from courseredis.redis_config import BUSY_REPLY_THRESHOLD_MS, MAXMEMORY_POLICY
 from courseredis.services import registry
 from infra import values as infra_values
 from infra.credentials import acl_file
@@ -151,6 +152,47 @@ def test_no_account_but_admin_reads_a_password(settings: StackSettings, tmp_path
                 **SERVICE_PASSWORDS,
             },
         )
+
+
+def test_a_runaway_script_gets_busy_after_the_threshold_and_admin_kills_it(
+    settings: StackSettings, tmp_path: Path
+):
+    """A service may EVAL, only the admin may SCRIPT KILL: after `busy-reply-threshold`
+    others get BUSY (not a hang of the default 5 s) and the admin stops the loop."""
+    with pod_redis(settings, tmp_path) as port:
+        admin = redis.Redis(port=port, username="admin", password=ADMIN_PASSWORD)
+        assert admin.config_get("busy-reply-threshold") == {
+            "busy-reply-threshold": str(BUSY_REPLY_THRESHOLD_MS)
+        }
+        gateway = redis.Redis(port=port, username="gateway", password=SERVICE_PASSWORDS["gateway"])
+        errors: list[Exception] = []
+
+        def hostile() -> None:
+            try:
+                gateway.eval("while true do end", 0)
+            except redis.RedisError as error:
+                errors.append(error)
+
+        thread = threading.Thread(target=hostile)
+        thread.start()
+        other = redis.Redis(port=port, username="admin", password=ADMIN_PASSWORD)
+        courses = redis.Redis(port=port, username="courses", password=SERVICE_PASSWORDS["courses"])
+        try:
+            time.sleep(BUSY_REPLY_THRESHOLD_MS / 1000 + 0.3)
+            with pytest.raises(ResponseError, match="BUSY"):
+                other.ping()
+            with pytest.raises(NoPermissionError):
+                courses.script_kill()  # a service cannot stop it
+            admin.script_kill()
+            thread.join(5)
+            assert not thread.is_alive() and errors and "killed" in str(errors[0]).lower()
+            assert other.ping()
+        finally:
+            if thread.is_alive():  # never leave the node spinning for the teardown
+                admin.script_kill()
+                thread.join(5)
+            for client in (admin, gateway, other, courses):
+                client.close()
 
 
 def test_the_exporter_reads_its_figures_without_config(settings: StackSettings, tmp_path: Path):
