@@ -12,9 +12,9 @@ from typing import Any
 
 import helm_python
 import kubernetes_validate
-import yaml
 
 from courseredis.environments import REPO_ROOT, load_environment
+from courseredis.rehearsal.objects import render_chart
 from infra.settings import StackSettings
 
 CHARTS = REPO_ROOT / "charts"
@@ -30,16 +30,8 @@ def stack_settings(env: str) -> StackSettings:
 def render(
     chart: str, values: dict[str, Any], namespace: str = "course-redis-test"
 ) -> list[dict[str, Any]]:
-    with helm_python.Chart.load(CHARTS / chart) as loaded:
-        manifests = loaded.render(
-            values, name=RELEASES[chart], namespace=namespace, is_install=True
-        )
-    objects = []
-    for path, text in sorted(manifests.items()):
-        if path.endswith("NOTES.txt"):
-            continue
-        objects += [doc for doc in yaml.safe_load_all(text) if doc]
-    return objects
+    # The renderer the deploy rehearsal uses for the program's charts: one code path.
+    return render_chart(CHARTS / chart, values, release=RELEASES[chart], namespace=namespace)
 
 
 def notes(chart: str, values: dict[str, Any], namespace: str = "course-redis-test") -> str:
