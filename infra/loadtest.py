@@ -175,7 +175,12 @@ def locust_chart_values(
     }
     return {
         "nameOverride": LOCUST_RELEASE,
-        "image": {"repository": image.repository, "tag": image.tag, "pullPolicy": "IfNotPresent"},
+        "image": {
+            "repository": image.repository,
+            "tag": image.tag,
+            "digest": image.digest or "",
+            "pullPolicy": "IfNotPresent",
+        },
         "suite": loadtest.suite,
         "locustfiles": dict(locustfiles),
         "host": "" if redis_direct else f"http://{gateway_service(settings)}",

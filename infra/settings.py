@@ -30,6 +30,7 @@ _IMAGE_REPOSITORY = re.compile(r"^[a-z0-9]+([._/:-][a-z0-9]+)*$")
 # A tag, or a digest: anything but `latest`, which would make two deploys of one commit
 # run different code.
 _IMAGE_TAG = re.compile(r"^(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_IMAGE_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 _QUANTITY = re.compile(r"^[1-9][0-9]*(Mi|Gi|Ti)$")
 
 
@@ -40,10 +41,22 @@ def _unset_if_empty(value: object) -> object:
 
 
 class ImageRef(StackConfigModel):
-    """The project's image (services, cluster bootstrap and repair), pinned by tag."""
+    """The project's image (services, cluster bootstrap and repair), pinned by tag, and by
+    digest when `digest` is set (then `repository:tag@digest`: the registry cannot serve
+    other bytes under the same tag)."""
 
     repository: str
     tag: str
+    digest: str | None = None
+
+    _digest_unset = field_validator("digest", mode="before")(_unset_if_empty)
+
+    @field_validator("digest")
+    @classmethod
+    def _digest(cls, value: str | None) -> str | None:
+        if value is not None and not _IMAGE_DIGEST.match(value):
+            raise ValueError(f"{value!r} is not a digest like sha256:<64 hex digits>")
+        return value
 
     @field_validator("repository")
     @classmethod

@@ -130,6 +130,12 @@ def redis_memory(topology: RedisTopology) -> tuple[str, str]:
     return f"{math.ceil(dataset_mi * 1.5)}Mi", f"{dataset_mi * 2}Mi"
 
 
+def image_values(settings: StackSettings) -> dict[str, str]:
+    """The project's image as the charts take it: `digest` "" renders `repository:tag`."""
+    image = settings.image
+    return {"repository": image.repository, "tag": image.tag, "digest": image.digest or ""}
+
+
 def redis_chart_values(settings: StackSettings) -> dict[str, Any]:
     """The Redis chart's values for a stack (merged by Helm over `values.yaml`)."""
     topology = settings.redis
@@ -152,10 +158,7 @@ def redis_chart_values(settings: StackSettings) -> dict[str, Any]:
         "appendonly": topology.persistence == "aof",
         "appendfsync": APPENDFSYNC,
         "cluster": cluster,
-        "bootstrapImage": {
-            "repository": settings.image.repository,
-            "tag": settings.image.tag,
-        },
+        "bootstrapImage": image_values(settings),
         # A cluster node keeps nodes.conf, its identity, on the volume even without AOF.
         "persistence": {
             "enabled": clustered or topology.persistence == "aof",
@@ -234,7 +237,7 @@ def services_chart_values(settings: StackSettings) -> dict[str, Any]:
         redis["caSecret"] = settings.tls.secret_name
     redis["logoutReplicaAcks"] = settings.redis.logout_replica_acks
     return {
-        "image": {"repository": settings.image.repository, "tag": settings.image.tag},
+        "image": image_values(settings),
         "port": SERVICE_PORT,
         "logLevel": services.log_level,
         "services": per_service,

@@ -331,3 +331,20 @@ def _prod() -> StackSettings:
     from tests.charts.helm import stack_settings
 
     return stack_settings("prod")
+
+
+def test_images_can_be_pinned_by_digest():
+    redis_digest, exporter_digest = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+    objects = rendered(
+        _prod(), image={"digest": redis_digest}, metrics={"image": {"digest": exporter_digest}}
+    )
+    pod = only(objects, "StatefulSet", "redis")["spec"]["template"]["spec"]
+    images = {c["name"]: c["image"] for c in pod["containers"]}
+    assert images["redis"].endswith(f":7.0.15-bookworm@{redis_digest}")
+    assert images["metrics"].endswith(f":v1.62.0@{exporter_digest}")
+    validate_objects(objects)
+    check_containers(objects)
+    values = infra_values.redis_chart_values(_prod())
+    values["image"] = {"digest": "sha256:short"}
+    with pytest.raises(helm_python.HelmError, match="digest"):
+        render("redis", values)

@@ -204,3 +204,35 @@ def test_exports_name_endpoints_secrets_and_the_smoke_command(stack: Deployment)
 def test_prod_without_a_database_url_says_how_to_set_it():
     with pytest.raises(ValueError, match="pulumi config set --secret databaseUrl"):
         deploy("prod")
+
+
+def test_a_stack_that_pins_the_image_by_digest_deploys_it_by_digest():
+    """Issue 13: images could only be pinned by tag. The stack config's `image.digest` flows
+    through the program's chart values into every container running the project's image."""
+    import json
+
+    from tests.charts.helm import containers, pod_specs, render
+
+    digest = "sha256:" + "ab" * 32
+    image = {
+        "repository": "registry.example.com/course-platform/courseredis",
+        "tag": "0.1.0",
+        "digest": digest,
+    }
+    deployment = deploy(
+        "prod",
+        secrets={"databaseUrl": PROD_DATABASE_URL},
+        plain={"image": json.dumps(image)},
+    )
+    pinned = f"{image['repository']}:{image['tag']}@{digest}"
+    seen = []
+    for chart in ("redis", "services"):
+        registration = deployment.one(CHART_TYPE, chart)
+        objects = render(chart, chart_values(deployment, chart), registration.inputs["namespace"])
+        for label, spec in pod_specs(objects):
+            for container in containers(spec):
+                if container["image"].startswith(image["repository"] + ":"):
+                    assert container["image"] == pinned, (label, container["name"])
+                    seen.append((label, container["name"]))
+    # The services, the bootstrap Job and the repair init container all run it.
+    assert len(seen) == len(registry.NAMES) + 2, seen

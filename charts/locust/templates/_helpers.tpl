@@ -23,6 +23,7 @@ course-redis/load-suite: {{ .root.Values.suite | replace "_" "-" }}
 {{- $repo := required "image.repository is required (the project's image with Locust)" .Values.image.repository -}}
 {{- $tag := required "image.tag is required (pin a version)" .Values.image.tag -}}
 {{- printf "%s:%s" $repo $tag -}}
+{{- with .Values.image.digest }}@{{ . }}{{ end -}}
 {{- end -}}
 
 {{- define "locust.masterHost" -}}

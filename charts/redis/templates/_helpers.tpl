@@ -68,8 +68,10 @@ app.kubernetes.io/component: server
 {{- join "," $nodes -}}
 {{- end -}}
 
+{{/* repository:tag, and @digest when one is given: then the digest is what is pulled. */}}
 {{- define "redis.image" -}}
 {{- printf "%s:%s" .repository .tag -}}
+{{- with .digest }}@{{ . }}{{ end -}}
 {{- end -}}
 
 {{/* The project image, required where the chart runs project code (cluster mode). */}}
@@ -77,6 +79,7 @@ app.kubernetes.io/component: server
 {{- $repo := required "bootstrapImage.repository is required in cluster mode (the project's image)" .Values.bootstrapImage.repository -}}
 {{- $tag := required "bootstrapImage.tag is required in cluster mode (pin a version)" .Values.bootstrapImage.tag -}}
 {{- printf "%s:%s" $repo $tag -}}
+{{- with .Values.bootstrapImage.digest }}@{{ . }}{{ end -}}
 {{- end -}}
 
 {{/* redis-cli flags for the probes: the admin account (password in REDISCLI_AUTH), TLS. */}}

@@ -22,6 +22,7 @@ app.kubernetes.io/part-of: course-redis
 {{- $repo := required "image.repository is required (the project's image)" .Values.image.repository -}}
 {{- $tag := required "image.tag is required (pin a version)" .Values.image.tag -}}
 {{- printf "%s:%s" $repo $tag -}}
+{{- with .Values.image.digest }}@{{ . }}{{ end -}}
 {{- end -}}
 
 {{- define "services.containerSecurityContext" -}}
