@@ -9,7 +9,7 @@ user-controlled string can create a key outside this schema.
 Hash tags: none. In Redis Cluster a literal `{...}` pins a key to a slot; no pattern here
 needs two keys in one slot, because each multi-part operation keeps its state in one key:
 the several windows of a rate-limit policy share the key of their (identity, route), and a
-refresh-token family is one key whose record holds the current and previous token. Braces
+refresh-token family is one key whose record holds the digests of its secrets. Braces
 are therefore refused in every identifier.
 """
 
@@ -299,8 +299,9 @@ REFRESH_TOKEN = KeyPattern(
     redis_types=("string",),
     ttl=TtlRule(REFRESH_TOKEN_TTL, "7 d from the last rotation"),
     purpose=(
-        "one refresh-token family (JSON: userId, scope, createdAt, family, the current and "
-        "previous token); one key per family makes rotation and reuse detection atomic"
+        "one refresh-token family (JSON: userId, scope, createdAt, family, SHA-256 digests "
+        "of the current and rotated-out secrets, never a secret); one key per family makes "
+        "rotation and reuse detection atomic"
     ),
     write_commands=("set", "del"),
     read_commands=("get",),
@@ -502,4 +503,3 @@ def _text(key: object) -> str:
 def _not_a_key_of(key: object, allowed: tuple[KeyPattern, ...]) -> InvalidIdentifier:
     names = ", ".join(p.display_template for p in allowed)
     return InvalidIdentifier(f"{key!r:.100} is not a key of {names}")
-

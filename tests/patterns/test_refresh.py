@@ -13,10 +13,12 @@ from courseredis import keys
 from courseredis.connection import create_client
 from courseredis.local import LocalStack
 from courseredis.patterns.refresh import (
+    SPENT_KEPT,
     AsyncRefreshTokens,
     InvalidRefreshToken,
     RefreshTokens,
     RotationStatus,
+    digest,
     parse_token,
 )
 from courseredis.patterns.replica_ack import NotReplicated, ReplicaAck
@@ -31,6 +33,67 @@ def test_an_issued_token_is_stored_for_7_days_with_its_record(client):
     stored = json.loads(client.get(key))
     assert {"userId", "scope", "createdAt", "family"} <= stored.keys()
     assert stored["userId"] == "42" and stored["family"] == issued.record.family
+
+
+def test_the_record_holds_digests_never_a_secret_the_client_holds(client):
+    tokens = RefreshTokens(client, grace=timedelta(seconds=30))
+    issued = tokens.issue(42, "courses")
+    rotated = tokens.rotate(issued.token)
+    assert rotated.token is not None
+    stored = client.get(keys.refresh_token(issued.record.family))
+    record = json.loads(stored)
+    held = [parse_token(t)[1] for t in (issued.token, rotated.token)]
+    for secret in held:
+        assert secret not in stored
+    # The clear-text fields of before are gone; what remains are digests.
+    assert not {"current", "previous"} & record.keys()
+    assert record["secretDigest"] == digest(held[1])
+    assert record["spentDigests"] == [digest(held[0])]
+    # A retry, which answers the same successor, still stores no secret.
+    retried = tokens.rotate(issued.token)
+    assert retried.status is RotationStatus.RETRY and retried.token == rotated.token
+    assert client.get(keys.refresh_token(issued.record.family)) == stored
+
+
+def test_a_forged_secret_for_a_known_family_is_unknown_and_changes_nothing(client):
+    tokens = RefreshTokens(client)
+    issued = tokens.issue(8)
+    family = issued.record.family
+    before = client.get(keys.refresh_token(family))
+    # The family id is public (every access token's `sid`); the secret is a guess.
+    for forged_secret in ("A" * 43, parse_token(issued.token)[1][:-1] + "x"):
+        forged = tokens.rotate(f"{family}.{forged_secret}")
+        assert forged.status is RotationStatus.UNKNOWN and forged.token is None
+    assert client.get(keys.refresh_token(family)) == before
+    assert tokens.rotate(issued.token).status is RotationStatus.ROTATED
+
+
+def test_any_rotated_out_secret_of_the_family_is_reuse(client):
+    tokens = RefreshTokens(client, grace=timedelta(0))
+    issued = tokens.issue(12)
+    chain = [issued.token]
+    for _ in range(3):
+        rotation = tokens.rotate(chain[-1])
+        assert rotation.status is RotationStatus.ROTATED and rotation.token is not None
+        chain.append(rotation.token)
+    # Two rotations old: not the previous secret, but one the family issued.
+    assert tokens.rotate(chain[1]).status is RotationStatus.REUSED
+    assert client.exists(keys.refresh_token(issued.record.family)) == 0
+    assert tokens.rotate(chain[-1]).status is RotationStatus.UNKNOWN
+
+
+def test_a_secret_older_than_the_kept_digests_is_unknown_and_revokes_nothing(client):
+    tokens = RefreshTokens(client, grace=timedelta(0))
+    issued = tokens.issue(13)
+    current = issued.token
+    for _ in range(SPENT_KEPT + 1):
+        rotation = tokens.rotate(current)
+        assert rotation.token is not None
+        current = rotation.token
+    record = json.loads(client.get(keys.refresh_token(issued.record.family)))
+    assert len(record["spentDigests"]) == SPENT_KEPT
+    assert tokens.rotate(issued.token).status is RotationStatus.UNKNOWN
+    assert tokens.rotate(current).status is RotationStatus.ROTATED
 
 
 def test_rotation_gives_a_new_token_and_the_old_one_only_within_grace(client):

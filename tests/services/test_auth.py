@@ -74,6 +74,26 @@ async def test_refresh_rotates_and_a_reused_token_revokes_the_family(
     assert courses.status_code == 401
 
 
+async def test_a_forged_refresh_secret_for_a_known_family_is_401_and_logs_nobody_out(
+    platform, credentials, admin_client
+):
+    session = await login(platform.gateway, *credentials.students[3])
+    # The family id is the `sid` of every access token: an attacker has it, not the secret.
+    family = session.refresh_token.split(".")[0]
+    record = admin_client.get(keys.refresh_token(family))
+    forged = await platform.gateway.post(
+        "/auth/refresh", json={"refresh_token": f"{family}.{'A' * 43}"}
+    )
+    assert forged.status_code == 401
+    assert "reused" not in forged.json()["detail"]
+    assert admin_client.get(keys.refresh_token(family)) == record
+    owner = await platform.gateway.post(
+        "/auth/refresh", json={"refresh_token": session.refresh_token}
+    )
+    assert owner.status_code == 200
+    assert session.refresh_token.split(".")[1] not in admin_client.get(keys.refresh_token(family))
+
+
 async def test_after_logout_the_old_access_token_is_refused_at_once(
     platform, credentials, admin_client
 ):

@@ -1,8 +1,25 @@
 """Refresh tokens: issue, rotate (single use, atomic, reuse revokes the family), revoke.
 
-A token is `<family>.<secret>`. One key per family, `refresh:<family>`, holds the current
-and the previous secret, so a rotation is one Lua call on one key: no CROSSSLOT, no window
-in which two clients can both rotate the same token, and revoking a whole family is one DEL.
+A token is `<family>.<secret>`. One key per family, `refresh:<family>`, holds the digests
+of the current secret and of the last secrets it replaced, so a rotation is one Lua call on
+one key: no CROSSSLOT, no window in which two clients can both rotate the same token, and
+revoking a whole family is one DEL.
+
+No secret is stored, nor sent to Redis: the record holds SHA-256 digests, the script is
+given the digest of the presented secret, so whoever reads Redis (an ACL user, the AOF, a
+backup, `MONITOR`) cannot build a token. A plain SHA-256 is enough because a secret is 256
+random bits: there is nothing to guess, so neither a slow hash nor a server-side HMAC key
+(one more secret to hold and rotate) would add anything.
+
+A successor secret is derived, HMAC-SHA256(presented secret, nonce), with a fresh random
+nonce that the record keeps: a client retrying after a lost response presents the same
+secret and gets the same successor back, though the successor itself was never stored.
+Holding an old secret is not enough to compute later ones: each needs its rotation's nonce.
+
+Only a secret this family issued counts as reuse (the family is then revoked): the record
+keeps the digests of the last `SPENT_KEPT` rotated-out secrets. Any other secret is a
+guess, and a family id is no secret (it is every access token's `sid`): it answers
+UNKNOWN and leaves the family alone, or anyone could log anyone out.
 
 With a replica ack (`courseredis.patterns.replica_ack`), each write is confirmed by a
 replica before the call returns, so a failover cannot bring back a family that was revoked,
@@ -15,7 +32,10 @@ a while must not stop every login with it.
 
 from __future__ import annotations
 
+import base64
 import enum
+import hashlib
+import hmac
 import json
 import logging
 import re
@@ -43,6 +63,10 @@ log = logging.getLogger(__name__)
 _MS = timedelta(milliseconds=1)
 _SECRET = re.compile(r"[A-Za-z0-9_-]{43}")
 GRACE = timedelta(seconds=10)
+# Rotated-out secrets whose reuse is recognised (and revokes the family). A client rotates
+# about once per access token (15 m); older secrets, once out of this list, are refused as
+# unknown without revoking anything. 16 digests are about 1 KiB per family.
+SPENT_KEPT = 16
 
 
 class InvalidRefreshToken(ValueError):
@@ -52,8 +76,8 @@ class InvalidRefreshToken(ValueError):
 class RotationStatus(enum.StrEnum):
     ROTATED = "rotated"  # the token was current: here is its successor
     RETRY = "retry"  # the token was just rotated: the same successor again
-    REUSED = "reused"  # an old token came back: the family is revoked
-    UNKNOWN = "unknown"  # expired, revoked, or never issued
+    REUSED = "reused"  # a rotated-out token of the family came back: the family is revoked
+    UNKNOWN = "unknown"  # expired, revoked, or a secret the family never issued
 
 
 _STATUSES = {status.value: status for status in RotationStatus}
@@ -115,7 +139,18 @@ def _record_of(data: dict[str, Any]) -> RefreshRecord:
 
 
 def _new_secret() -> str:
-    return secrets.token_urlsafe(32)
+    return secrets.token_urlsafe(32)  # 256 bits: 43 characters, `_SECRET`'s shape
+
+
+def digest(secret: str) -> str:
+    """What the record keeps of a secret, and what the script compares: SHA-256, hex."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _successor(secret: str, nonce: str) -> str:
+    """The secret that replaces `secret` in the rotation made with `nonce`."""
+    mac = hmac.new(secret.encode(), nonce.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
 def _written(result: Acknowledged, what: str) -> Any:
@@ -147,8 +182,9 @@ def _issue(
         "createdAt": created_at_ms,
         "family": family,
         "generation": 1,
-        "current": secret,
-        "previous": None,
+        "secretDigest": digest(secret),
+        "spentDigests": [],
+        "rotationNonce": None,
         "rotatedAt": None,
     }
     write = Command(("SET", key, json.dumps(record), "PX", _TTL_MS, "NX"))
@@ -162,10 +198,18 @@ def _issue(
 
 def _rotate(token: str, grace: timedelta, acknowledge: Acknowledge | None = None) -> Flow[Rotation]:
     family, secret = parse_token(token)
+    nonce = _new_secret()
     script = Script(
         _ROTATE,
         (keys.refresh_token(family),),
-        (secret, _new_secret(), grace // _MS, _TTL_MS),
+        (
+            digest(secret),
+            digest(_successor(secret, nonce)),
+            nonce,
+            grace // _MS,
+            _TTL_MS,
+            SPENT_KEPT,
+        ),
     )
     if acknowledge is None:
         status, raw = yield script
@@ -179,7 +223,8 @@ def _rotate(token: str, grace: timedelta, acknowledge: Acknowledge | None = None
     status = _STATUSES[text(status) or ""]
     if status is RotationStatus.ROTATED or status is RotationStatus.RETRY:
         data = json.loads(raw)  # str or bytes alike
-        return Rotation(status, f"{family}.{data['current']}", _record_of(data))
+        successor = _successor(secret, data["rotationNonce"])
+        return Rotation(status, f"{family}.{successor}", _record_of(data))
     record = _record(text(raw) or "") if status is RotationStatus.REUSED else None
     return Rotation(status, None, record)
 
