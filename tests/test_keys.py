@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import uuid
+from datetime import timedelta
 
 import pytest
 
@@ -184,3 +185,39 @@ def test_no_identifier_can_carry_a_hash_tag():
             validate("x", "{1}")
     assert "{" not in "".join(p.template for p in keys.PATTERNS)
 
+
+@pytest.mark.parametrize(
+    ("span", "text"),
+    [
+        (timedelta(days=7), "7 d"),
+        (timedelta(hours=24), "24 h"),
+        (timedelta(minutes=15, seconds=30), "15 m 30 s"),
+        (timedelta(seconds=30), "30 s"),
+        (timedelta(hours=49), "2 d 1 h"),
+        (timedelta(0), "0 s"),
+    ],
+)
+def test_durations_are_written_as_the_schema_table_shows_them(span, text):
+    assert keys.duration_text(span) == text
+
+
+def test_a_fraction_of_a_second_is_not_a_ttl():
+    with pytest.raises(ValueError, match="whole"):
+        keys.duration_text(timedelta(milliseconds=1500))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "ttl"),
+    [
+        (keys.REFRESH_TOKEN, keys.REFRESH_TOKEN_TTL),
+        (keys.ENROLLMENT_LOCK, keys.LOCK_LEASE),
+        (keys.COURSE_CACHE, keys.COURSE_CACHE_TTL),
+        (keys.SESSION, keys.SESSION_TTL),
+        (keys.IDEMPOTENCY, keys.IDEMPOTENCY_TTL),
+        (keys.JWT_REVOKED, keys.ACCESS_TOKEN_LIFETIME + keys.REVOCATION_SKEW),
+    ],
+)
+def test_a_ttl_description_takes_its_number_from_the_ttl_itself(pattern, ttl):
+    # Changing a TTL constant must not leave a stale number in the docs' table.
+    assert pattern.ttl.max == ttl
+    assert keys.duration_text(ttl) in pattern.ttl.description

@@ -163,6 +163,26 @@ _VALIDATORS: dict[str, Callable[[str, object], str]] = {
 }
 
 
+def duration_text(span: timedelta) -> str:
+    """A duration as the schema's descriptions write it: `7 d`, `24 h`, `15 m 30 s`.
+
+    Descriptions derive their numbers from the TTL constants through this, so changing a
+    TTL changes its description too. Days only from two on: "24 h" reads better than "1 d".
+    """
+    seconds = int(span.total_seconds())
+    if seconds < 0 or span != timedelta(seconds=seconds):
+        raise ValueError(f"a TTL is a whole, non-negative number of seconds, not {span}")
+    units = [("h", 3600), ("m", 60), ("s", 1)]
+    if seconds >= 2 * 86400:
+        units.insert(0, ("d", 86400))
+    parts = []
+    for unit, size in units:
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count} {unit}")
+    return " ".join(parts) or "0 s"
+
+
 @dataclass(frozen=True)
 class TtlRule:
     """How long a key of a pattern may live.
@@ -286,7 +306,8 @@ JWT_REVOKED = KeyPattern(
     redis_types=("string",),
     ttl=TtlRule(
         ACCESS_TOKEN_LIFETIME + REVOCATION_SKEW,
-        "remaining access-token lifetime + skew (at most 15 m 30 s)",
+        "remaining access-token lifetime + skew (at most "
+        f"{duration_text(ACCESS_TOKEN_LIFETIME + REVOCATION_SKEW)})",
     ),
     purpose="a revoked access token's jti; the gateway refuses the token while it exists",
     write_commands=("set",),
@@ -297,7 +318,7 @@ REFRESH_TOKEN = KeyPattern(
     title="Refresh token",
     template="refresh:<family:uuid>",
     redis_types=("string",),
-    ttl=TtlRule(REFRESH_TOKEN_TTL, "7 d from the last rotation"),
+    ttl=TtlRule(REFRESH_TOKEN_TTL, f"{duration_text(REFRESH_TOKEN_TTL)} from the last rotation"),
     purpose=(
         "one refresh-token family (JSON: userId, scope, createdAt, family, SHA-256 digests "
         "of the current and rotated-out secrets, never a secret); one key per family makes "
@@ -336,7 +357,9 @@ ENROLLMENT_LOCK = KeyPattern(
     title="Enrollment lock",
     template="lock:enrollment:<course_id:int>:<user_id:int>",
     redis_types=("string",),
-    ttl=TtlRule(LOCK_LEASE, "the lease (30 s), renewed while the work runs"),
+    ttl=TtlRule(
+        LOCK_LEASE, f"the lease ({duration_text(LOCK_LEASE)}), renewed while the work runs"
+    ),
     purpose="owner token of the process enrolling one user in one course",
     write_commands=("set", "del", "pexpire"),
     read_commands=("get",),
@@ -346,7 +369,10 @@ COURSE_CACHE = KeyPattern(
     title="Course cache",
     template="course:<id:int>",
     redis_types=("string",),
-    ttl=TtlRule(COURSE_CACHE_TTL, "5 m; deleted on CourseUpdated / CourseDeleted"),
+    ttl=TtlRule(
+        COURSE_CACHE_TTL,
+        f"{duration_text(COURSE_CACHE_TTL)}; deleted on CourseUpdated / CourseDeleted",
+    ),
     purpose="a course as JSON (or a short-lived not-found or loading marker)",
     write_commands=("set", "del"),
     read_commands=("get",),
@@ -356,7 +382,7 @@ SESSION = KeyPattern(
     title="Session",
     template="session:<session_id:uuid>",
     redis_types=("hash",),
-    ttl=TtlRule(SESSION_TTL, "24 h from the last recorded activity"),
+    ttl=TtlRule(SESSION_TTL, f"{duration_text(SESSION_TTL)} from the last recorded activity"),
     purpose="user_id, roles, created_at, last_activity of one login (the gateway touches it)",
     write_commands=("hset", "pexpire", "del"),
     read_commands=("hgetall",),
@@ -366,7 +392,10 @@ IDEMPOTENCY = KeyPattern(
     title="Idempotency",
     template="idem:<consumer:name>:<event_id:token>",
     redis_types=("string",),
-    ttl=TtlRule(IDEMPOTENCY_TTL, "24 h after processing (a short lease while processing)"),
+    ttl=TtlRule(
+        IDEMPOTENCY_TTL,
+        f"{duration_text(IDEMPOTENCY_TTL)} after processing (a short lease while processing)",
+    ),
     purpose="a consumer's claim on one event, then its done marker",
     write_commands=("set", "del"),
     read_commands=("get",),
