@@ -24,6 +24,16 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 uv sync --frozen --quiet
 
+# checkov, the policy scanner the chart tests run on every stack's manifests
+# (tests/charts/test_checkov.py). Its pinned dependencies conflict with the project's lock
+# (pulumi needs a newer `packaging`), so it gets an environment of its own, pinned here.
+CHECKOV_VERSION=3.3.30
+if [ "$(.venv-checkov/bin/checkov --version 2>/dev/null)" != "$CHECKOV_VERSION" ]; then
+  echo "setup: installing checkov $CHECKOV_VERSION into .venv-checkov" >&2
+  uv venv --quiet --allow-existing .venv-checkov
+  uv pip install --quiet --python .venv-checkov/bin/python "checkov==$CHECKOV_VERSION"
+fi
+
 # PostgreSQL's server binaries, for the database tests: they start a private server of
 # their own from /usr/lib/postgresql/<N>/bin (tests/services/db/postgres.py) and need no
 # system cluster. Debian's package is enough; without root, say how to get it.

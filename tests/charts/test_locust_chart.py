@@ -54,6 +54,20 @@ def chart_values(settings: StackSettings, **changes: Any) -> dict[str, Any]:
     return locust_chart_values(settings, loadtest, read_locustfiles())
 
 
+def test_only_the_workers_reach_the_master():
+    """A pod without a NetworkPolicy admits anyone: the Locust pods admit their workers."""
+    from tests.charts.policy import Pod, admitted, pod_of
+
+    settings = stack_settings("prod")
+    objects = render_locust(chart_values(settings), settings.namespace)
+    master, worker = master_and_workers(objects)
+    master_pod = pod_of(master, settings.namespace)
+    worker_pod = pod_of(worker, settings.namespace)
+    assert admitted(objects, worker_pod, master_pod, 5557)
+    assert not admitted(objects, Pod({}, settings.namespace), master_pod, 5557)
+    assert not admitted(objects, master_pod, worker_pod, 5557)
+
+
 def master_and_workers(objects: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
     workloads = [o for o in objects if o["kind"] in ("Job", "Deployment")]
     master = next(o for o in workloads if "master" in o["metadata"]["name"])
@@ -96,7 +110,7 @@ def test_every_object_is_valid_and_every_container_hardened(
     check_containers(objects)
     kinds = sorted(o["kind"] for o in objects)
     workload = "Job" if headless else "Deployment"
-    assert kinds == sorted(["ConfigMap", "Service", workload, workload])
+    assert kinds == sorted(["ConfigMap", "NetworkPolicy", "Service", workload, workload])
 
 
 def test_the_configmap_holds_the_repository_locustfiles(settings: StackSettings):
