@@ -14,6 +14,7 @@ from redis.retry import Retry
 from courseredis import keys
 from courseredis.local import LocalStack
 from courseredis.settings import RedisSettings
+from courseredis.topology import split_addr
 
 
 def settings_for(stack: LocalStack) -> RedisSettings:
@@ -84,10 +85,10 @@ def flush_scripts(client: Any) -> None:
 
 def node(stack: LocalStack, index: int) -> redis.Redis:
     """A client of one node of the stack as its admin, failing at once (no retries)."""
-    host, port = stack.nodes[index].rsplit(":", 1)
+    host, port = split_addr(stack.nodes[index])
     return redis.Redis(
         host=host,
-        port=int(port),
+        port=port,
         username=stack.username,
         password=stack.password,
         decode_responses=True,

@@ -38,6 +38,7 @@ from courseredis.patterns import (
 )
 from courseredis.services import registry
 from courseredis.settings import RedisSettings
+from courseredis.topology import split_addr
 
 
 def service_client(stack: LocalStack, service: str) -> SyncClient:
@@ -52,10 +53,10 @@ def service_client(stack: LocalStack, service: str) -> SyncClient:
 
 
 def node_as(stack: LocalStack, index: int, username: str | None, password: str | None) -> Any:
-    host, port = stack.nodes[index].rsplit(":", 1)
+    host, port = split_addr(stack.nodes[index])
     return redis.Redis(
         host=host,
-        port=int(port),
+        port=port,
         username=username,
         password=password,
         decode_responses=True,

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from courseredis.connection import create_async_client, create_client
 from courseredis.settings import RedisSettings
+from courseredis.topology import split_addr
 from tests.support import settings_for
 
 
@@ -68,7 +69,7 @@ def test_keys_spread_over_the_cluster_masters(cluster):
 
 
 def test_the_default_user_is_refused(stack):
-    host, port = stack.nodes[0].rsplit(":", 1)
-    anonymous = redis.Redis(host=host, port=int(port), socket_timeout=1)
+    host, port = split_addr(stack.nodes[0])
+    anonymous = redis.Redis(host=host, port=port, socket_timeout=1)
     with pytest.raises(redis.exceptions.AuthenticationError):
         anonymous.ping()

@@ -22,6 +22,7 @@ from courseredis.local import LocalStack, stop_stack
 from courseredis.local.processes import is_our_redis
 from courseredis.services import registry
 from courseredis.stack_file import stack_file_path
+from courseredis.topology import split_addr
 
 
 def run_cli(
@@ -106,7 +107,7 @@ def test_up_dev_records_the_stack(dev_root: Path) -> None:
     assert part["username"] == "admin"
     assert len(part["password"]) >= 24
     assert Path(part["data_dir"]) == dev_root.resolve() / ".local" / "dev"
-    assert is_our_redis(part["pids"][0], int(part["nodes"][0].rsplit(":", 1)[1]))
+    assert is_our_redis(part["pids"][0], split_addr(part["nodes"][0])[1])
     # It holds the admin password.
     assert stat.S_IMODE(stack_file_path(dev_root).stat().st_mode) == 0o600
 

@@ -31,6 +31,7 @@ from courseredis.ops.audit import (
     human,
     ttl_bucket,
 )
+from courseredis.topology import split_addr
 
 _MS = timedelta(milliseconds=1)
 
@@ -160,9 +161,9 @@ def test_memory_is_sampled_past_the_limit(client, stack, token):
 def _keys_calls(stack: LocalStack) -> int:
     total = 0
     for node in stack.nodes:
-        host, port = node.rsplit(":", 1)
+        host, port = split_addr(node)
         with redis.Redis(
-            host=host, port=int(port), username=stack.username, password=stack.password
+            host=host, port=port, username=stack.username, password=stack.password
         ) as c:
             total += int(c.info("commandstats").get("cmdstat_keys", {}).get("calls", 0))
     return total

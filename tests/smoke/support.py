@@ -18,6 +18,7 @@ import redis
 from courseredis.connection import SyncClient, create_client
 from courseredis.demo import SMOKE_PYTEST_FLAGS
 from courseredis.settings import RedisSettings
+from courseredis.topology import split_addr
 
 REPO = Path(__file__).resolve().parents[2]
 # As `make smoke` and `make demo` run it: no cache, none of the unrelated heavy plugins.
@@ -146,11 +147,11 @@ def every_node(document: dict[str, Any]) -> list[redis.Redis]:
     part = document["redis"]
     clients = []
     for node in part["nodes"]:
-        host, port = node.rsplit(":", 1)
+        host, port = split_addr(node)
         clients.append(
             redis.Redis(
                 host=host,
-                port=int(port),
+                port=port,
                 username=part["username"],
                 password=part["password"],
                 decode_responses=True,

@@ -8,6 +8,7 @@ import redis
 import testinfra  # type: ignore[import-untyped]  # no type information
 
 from courseredis.local import LocalStack
+from courseredis.topology import split_addr
 from smoke.hosts import listening, read_config, redis_processes, serves_port
 
 
@@ -26,9 +27,9 @@ def bare_host(host, monkeypatch):
 
 
 def config_file(stack: LocalStack) -> str:
-    host, port = stack.nodes[0].rsplit(":", 1)
+    host, port = split_addr(stack.nodes[0])
     with redis.Redis(
-        host=host, port=int(port), username=stack.username, password=stack.password
+        host=host, port=port, username=stack.username, password=stack.password
     ) as client:
         return str(client.info("server")["config_file"])
 
