@@ -39,7 +39,6 @@ import redis
 from benchmarks.operations import Topology
 from courseredis.local import LocalStack
 from courseredis.local.services import (
-    ServiceProcess,
     redis_environment,
     start_services,
     stop_services,
@@ -49,7 +48,9 @@ from courseredis.services.db.migrate import upgrade
 from courseredis.services.db.seed import seed
 from courseredis.services.main import build
 from courseredis.services.settings import GatewaySettings, RoutePolicy, ServiceSettings
+from courseredis.services.tokens import KeyPair
 from courseredis.settings import RedisSettings
+from courseredis.stack_file import ServiceProcess
 from courseredis.topology import split_addr
 
 COURSES = 20
@@ -273,7 +274,7 @@ class _Counter:
 async def _count_round_trips(
     stack: LocalStack,
     urls: dict[str, str],
-    jwt_secret: str,
+    jwt_keys: KeyPair,
     database_url: str,
     token: str,
     requests: int,
@@ -284,7 +285,7 @@ async def _count_round_trips(
     )
     app = build(
         "gateway",
-        settings=ServiceSettings(jwt_secret=jwt_secret, database_url=database_url),
+        settings=ServiceSettings(jwt_public_keys=jwt_keys.public_pem, database_url=database_url),
         redis_settings=RedisSettings.for_nodes(
             stack.nodes,
             cluster=stack.mode == "cluster",
@@ -334,14 +335,14 @@ def run(stack: LocalStack, topology: Topology, workdir: Path, *, requests: int) 
     credentials = asyncio.run(
         seed(database_url, courses=COURSES, students=1, password=lambda _: _PASSWORD)
     )
-    jwt_secret = secrets.token_urlsafe(48)
+    jwt_keys = KeyPair.generate()
     processes: list[ServiceProcess] = start_services(
         redis_env={
             name: redis_environment(stack.mode, stack.nodes, name, stack.users[name])
             for name in registry.NAMES
         },
         database_url=database_url,
-        jwt_secret=jwt_secret,
+        jwt_keys=jwt_keys,
         workdir=workdir / "services",
         extra_env={"GATEWAY_RATE_LIMITS": json.dumps(_RAISED), "LOG_LEVEL": "WARNING"},
     )
@@ -382,7 +383,7 @@ def run(stack: LocalStack, topology: Topology, workdir: Path, *, requests: int) 
 
             rt_requests = max(20, min(1000, requests))
             rt_mean, rt_max, per_batch, nodes_per_batch = await _count_round_trips(
-                stack, urls, jwt_secret, database_url, token, rt_requests
+                stack, urls, jwt_keys, database_url, token, rt_requests
             )
             return RequestPath(
                 topology=topology,

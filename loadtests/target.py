@@ -51,11 +51,12 @@ def gateway_url(stack: StackFile | None) -> str | None:
 
 def service_metrics_urls(option: str | None, stack: StackFile | None, service: str) -> list[str]:
     """The /metrics URLs of a service: the option (comma-separated, one per pod), else the
-    local stack's service; [] when neither is known (the figures are then left out)."""
+    local stack's (each service serves them on a port of its own, not on its URL's); []
+    when neither is known (the figures are then left out)."""
     if option:
         return [u.strip() for u in option.split(",") if u.strip()]
-    url = ((stack and stack.services) or {}).get(service)
-    return [url.rstrip("/") + "/metrics"] if url else []
+    url = ((stack and stack.metrics) or {}).get(service)
+    return [url] if url else []
 
 
 def accounts(credentials_file: str | None, stack: StackFile | None) -> Accounts:

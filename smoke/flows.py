@@ -307,6 +307,13 @@ class Scenario:
         for route in GatewaySettings().rate_limits:
             self.record.cleanup.add(keys.ratelimit_user(user_id, route))
 
+    def _account_key(self, username: str) -> None:
+        """The login's per-account limit key is taken back, unless it was there before
+        (someone else's attempts: deleting it would reset their limit)."""
+        key = keys.ratelimit_account(username, "login")
+        if not self.redis.exists(key):
+            self.record.cleanup.add(key)
+
     def _pre_existing_ip_keys(self, ip: str) -> set[str]:
         existing = set()
         for route in GatewaySettings().rate_limits:
@@ -329,6 +336,7 @@ class Scenario:
             for route in routes
             if keys.ratelimit_ip(ip, route) not in self._ip_existing
         }
+        self._account_key(record.student.username)
         reply = self.expect(
             self.call(
                 "login",
@@ -367,6 +375,7 @@ class Scenario:
         self.observe("login", keys.session(record.session_id))
         self.observe("login", keys.refresh_token(record.session_id))
         self.observe("login", keys.ratelimit_ip(record.client_ip, "login"))
+        self.observe("login", keys.ratelimit_account(record.student.username, "login"))
 
     def _take_tokens(self, body: Any) -> None:
         try:
@@ -518,6 +527,7 @@ class Scenario:
         if admin is None:
             record.notes.append("no app admin account: the enrollment was not read back")
             return
+        self._account_key(admin.username)
         reply = self.expect(
             self.call(
                 "admin_login",

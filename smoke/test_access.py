@@ -34,6 +34,7 @@ SAMPLE_IDS = {
     "ip": "192.0.2.1",  # TEST-NET-1
     "name": "smoke-check",
     "token": "smoke-check",
+    "account": "smoke-check",
 }
 
 

@@ -182,6 +182,7 @@ def sample_keys() -> dict[str, str]:
         "refresh_token": keys.refresh_token(uuid.uuid4()),
         "ratelimit_ip": keys.ratelimit_ip("10.0.0.1", "login"),
         "ratelimit_user": keys.ratelimit_user(1, "login"),
+        "ratelimit_account": keys.ratelimit_account("student1", "login"),
         "enrollment_lock": keys.enrollment_lock(1, 2),
         "course_cache": keys.course(1),
         "session": keys.session(uuid.uuid4()),

@@ -49,6 +49,7 @@ def test_the_templates_read_as_in_the_design():
         "refresh:<family>",
         "ratelimit:ip:<ip>:<route>",
         "ratelimit:user:<user_id>:<route>",
+        "ratelimit:account:<username>:<route>",
         "lock:enrollment:<course_id>:<user_id>",
         "course:<id>",
         "session:<session_id>",
@@ -157,6 +158,7 @@ def test_a_key_read_back_holds_identifiers_its_builder_accepts():
         "uuid": [U],
         "name": ["a" + "b_.-9" * 12 + "cde", "a"],
         "token": ["A-_z9" * 12 + "Zz-_", "_"],
+        "account": ["0a._-" * 12 + "z9_.", "."],
     }
     assert set(keys._EXACT_REGEX) == set(samples)
     for kind, regex in keys._EXACT_REGEX.items():
@@ -165,6 +167,16 @@ def test_a_key_read_back_holds_identifiers_its_builder_accepts():
             value: object = int(sample) if kind == "int" else sample
             assert keys._VALIDATORS[kind]("x", value) == sample
         assert not re.fullmatch(regex, samples[kind][0] + "0")  # one longer is refused
+
+
+def test_a_username_goes_into_its_key_in_lower_case_and_nothing_else_does():
+    assert keys.ratelimit_account("Student.One_2-x", "login") == (
+        "ratelimit:account:student.one_2-x:login"
+    )
+    for bad in ("", "a b", "{x}", "a:b", "*", "\u00e9l\u00e8ve", "x\r\n", "a" * 65, 5, None):
+        with pytest.raises(keys.InvalidIdentifier):
+            keys.ratelimit_account(bad, "login")  # type: ignore[arg-type]
+    assert keys.classify("ratelimit:account:Student:login") is None  # not its key form
 
 
 def test_uuids_go_into_keys_in_canonical_form():

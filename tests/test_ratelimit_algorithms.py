@@ -16,7 +16,7 @@ from courseredis.ratelimit_algorithms import (
     spec,
 )
 
-RATE_LIMIT_PATTERNS = (keys.RATE_LIMIT_IP, keys.RATE_LIMIT_USER)
+RATE_LIMIT_PATTERNS = (keys.RATE_LIMIT_IP, keys.RATE_LIMIT_USER, keys.RATE_LIMIT_ACCOUNT)
 
 
 def test_every_algorithm_has_one_record_found_by_member_or_name():

@@ -122,6 +122,18 @@ def _matching(regex: re.Pattern[str], what: str) -> Callable[[str, object], str]
 _name = _matching(_NAME, "lowercase letters, digits, '_', '.', '-', starting with a letter")
 _token = _matching(_TOKEN, "letters, digits, '_' or '-'")
 
+# A username, as the auth service accepts it at login (its `Login` model uses this rule).
+USERNAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+_USERNAME = re.compile(USERNAME_PATTERN.strip("^$"))
+_username_shape = _matching(_USERNAME, "letters, digits, '_', '.' or '-'")
+
+
+def _account(name: str, value: object) -> str:
+    """A username, in the one form its key takes: lower case. "Alice" and "alice" share a
+    limit, so letter case buys an attacker no second budget."""
+    return _username_shape(name, value).lower()
+
+
 # The same shapes as regular expressions, to map keys back to their pattern.
 _FIELD_REGEX = {
     "int": r"[1-9][0-9]{0,18}",
@@ -130,6 +142,7 @@ _FIELD_REGEX = {
     "ip": r"[0-9a-f.:]{2,45}",
     "name": r"[a-z][a-z0-9_.-]{0,63}",
     "token": r"[A-Za-z0-9_-]{1,64}",
+    "account": r"[a-z0-9_.-]{1,64}",
 }
 # Regexes that admit exactly the canonical values their validator accepts, so a match
 # needs no validation: an int of at most 18 digits (below 2**63), and the kinds whose regex
@@ -140,6 +153,7 @@ _EXACT_REGEX = {
     "uuid": _FIELD_REGEX["uuid"],
     "name": _FIELD_REGEX["name"],
     "token": _FIELD_REGEX["token"],
+    "account": _FIELD_REGEX["account"],
 }
 
 
@@ -160,6 +174,7 @@ _VALIDATORS: dict[str, Callable[[str, object], str]] = {
     "ip": _ip,
     "name": _name,
     "token": _token,
+    "account": _account,
 }
 
 
@@ -352,6 +367,21 @@ RATE_LIMIT_USER = KeyPattern(
     write_commands=ratelimit_algorithms.key_write_commands(),
     read_commands=ratelimit_algorithms.key_read_commands(),
 )
+RATE_LIMIT_ACCOUNT = KeyPattern(
+    name="ratelimit_account",
+    title="Rate limit (per account)",
+    template="ratelimit:account:<username:account>:<route:name>",
+    # Types, TTL and commands: those of every algorithm (ratelimit_algorithms), since a
+    # route's policy picks one and may change it.
+    redis_types=ratelimit_algorithms.key_types(),
+    ttl=_RATE_LIMIT_TTL,
+    purpose=(
+        "attempts on one account (the username a login names, lower case) on one route, "
+        "from any IP: password guessing spread over many addresses"
+    ),
+    write_commands=ratelimit_algorithms.key_write_commands(),
+    read_commands=ratelimit_algorithms.key_read_commands(),
+)
 ENROLLMENT_LOCK = KeyPattern(
     name="enrollment_lock",
     title="Enrollment lock",
@@ -417,6 +447,7 @@ PATTERNS: tuple[KeyPattern, ...] = (
     REFRESH_TOKEN,
     RATE_LIMIT_IP,
     RATE_LIMIT_USER,
+    RATE_LIMIT_ACCOUNT,
     ENROLLMENT_LOCK,
     COURSE_CACHE,
     SESSION,
@@ -447,6 +478,16 @@ def ratelimit_ip(ip: str | ipaddress.IPv4Address | ipaddress.IPv6Address, route:
 
 def ratelimit_user(user_id: int, route: str) -> str:
     return RATE_LIMIT_USER.build(user_id=user_id, route=route)
+
+
+def ratelimit_account(username: str, route: str) -> str:
+    """The key of a username's attempts on a route; the username is lower-cased."""
+    return RATE_LIMIT_ACCOUNT.build(username=username, route=route)
+
+
+def valid_username(name: str, value: object) -> str:
+    """A username by the login rule, in its key form (lower case)."""
+    return _account(name, value)
 
 
 def enrollment_lock(course_id: int, user_id: int) -> str:

@@ -54,6 +54,8 @@ class ServiceProcess(ConfigModel):
     url: str
     pid: int
     logfile: str
+    # Its /metrics, on a port of its own (METRICS_PORT); absent in files written before.
+    metrics_url: str | None = None
 
 
 class DemoAccounts(ConfigModel):
@@ -73,6 +75,7 @@ class StackFile(ConfigModel):
     started_at: str | None = None
     # Absent for a Redis-only stack (`up --redis-only`): `status` then leaves services out.
     services: dict[str, str] | None = None  # service -> base URL
+    metrics: dict[str, str] | None = None  # service -> its /metrics URL (a port of its own)
     service_processes: list[ServiceProcess] | None = None
     demo: DemoAccounts | None = None
     database: str | None = None  # the database URL, password redacted

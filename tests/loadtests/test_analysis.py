@@ -222,7 +222,13 @@ def test_accounts_come_from_a_stack_file_or_the_seed_output(tmp_path: Path):
         "students": [{"username": "student1", "password": "pw-12345"}],
         "admin": {"username": "admin", "password": "pw-admin1"},
     }
-    stack = StackFile.model_validate({"demo": demo, "services": {"courses": "http://127.0.0.1:9"}})
+    stack = StackFile.model_validate(
+        {
+            "demo": demo,
+            "services": {"courses": "http://127.0.0.1:9"},
+            "metrics": {"courses": "http://127.0.0.1:10/metrics"},
+        }
+    )
     from_stack = accounts(None, stack)
     seed_file = tmp_path / "seed.json"
     seed_file.write_text(json.dumps(demo))
@@ -230,7 +236,8 @@ def test_accounts_come_from_a_stack_file_or_the_seed_output(tmp_path: Path):
     assert from_stack.admin is not None and from_stack.admin.username == "admin"
     with pytest.raises(TargetError, match="--credentials-file"):
         accounts(None, StackFile())
-    assert service_metrics_urls(None, stack, "courses") == ["http://127.0.0.1:9/metrics"]
+    # The service's own metrics port, not its URL: /metrics is not served there.
+    assert service_metrics_urls(None, stack, "courses") == ["http://127.0.0.1:10/metrics"]
     assert service_metrics_urls("http://a/metrics, http://b/metrics", stack, "courses") == [
         "http://a/metrics",
         "http://b/metrics",

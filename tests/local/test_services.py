@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from courseredis.local.state import read_state
 from courseredis.services import registry
@@ -41,6 +44,20 @@ def test_up_runs_the_services_with_demo_users_and_down_stops_everything(tmp_path
         first = call("GET", services["gateway"] + "/courses/1", token=tokens["access_token"])
         second = call("GET", services["gateway"] + "/courses/1", token=tokens["access_token"])
         assert (first[1]["X-Cache"], second[1]["X-Cache"]) == ("miss", "hit")
+        # Metrics on a port of their own, as deployed; the OpenAPI documents on, locally.
+        assert set(document["metrics"]) == set(registry.NAMES)
+        with urllib.request.urlopen(document["metrics"]["courses"], timeout=10) as response:
+            assert b'cache_requests_total{result="hit"}' in response.read()
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            call("GET", services["gateway"] + "/metrics")
+        assert call("GET", services["courses"] + "/openapi.json")[0] == 200
+        # Only auth was given the private key.
+        environments = {
+            p.name: Path(f"/proc/{p.pid}/environ").read_bytes()
+            for p in read_state(root).service_processes or []
+        }
+        assert [n for n, env in environments.items() if b"JWT_PRIVATE_KEY=" in env] == ["auth"]
+        assert all(b"JWT_PUBLIC_KEYS=" in env for env in environments.values())
         assert "the dev stack is up" in result.stdout
         assert "gateway: http://127.0.0.1:" in result.stdout
     finally:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from courseredis import keys
 from courseredis.local import LocalStack
 from courseredis.services import registry
 from courseredis.services.db.migrate import upgrade
@@ -53,10 +54,23 @@ async def seeded_database(
     return url, credentials
 
 
+def forget_login_attempts(stack: LocalStack, credentials: DemoCredentials) -> None:
+    """Each test starts with the demo accounts' login limits unspent, as each starts from a
+    client address of its own (`running_platform`): the accounts are shared by the tests
+    of a session, and the limit would count them all."""
+    from courseredis.connection import create_client
+
+    accounts = [u for u, _ in credentials.students] + [credentials.admin[0]]
+    with create_client(settings_for(stack)) as client:
+        for username in accounts:
+            client.delete(keys.ratelimit_account(username, "login"))
+
+
 @pytest.fixture
 async def platform(
     stack: LocalStack, seeded_database: tuple[str, DemoCredentials]
 ) -> AsyncIterator[Platform]:
+    forget_login_attempts(stack, seeded_database[1])
     async with running_platform(redis_per_service(stack), seeded_database[0]) as running:
         yield running
 

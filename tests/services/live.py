@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +12,6 @@ from pathlib import Path
 
 from courseredis.local import LocalStack
 from courseredis.local.services import (
-    ServiceProcess,
     redis_environment,
     start_services,
     stop_services,
@@ -21,6 +19,8 @@ from courseredis.local.services import (
 from courseredis.services import registry
 from courseredis.services.db.migrate import upgrade
 from courseredis.services.db.seed import DemoCredentials, seed
+from courseredis.services.tokens import KeyPair
+from courseredis.stack_file import ServiceProcess
 
 
 @dataclass
@@ -52,7 +52,7 @@ def live_services(stack: LocalStack, workdir: Path) -> Iterator[LiveServices]:
     processes = start_services(
         redis_env=service_redis_env(stack),
         database_url=url,
-        jwt_secret=secrets.token_urlsafe(48),
+        jwt_keys=KeyPair.generate(),
         workdir=workdir / "logs",
     )
     try:

@@ -20,9 +20,11 @@ from fastapi import FastAPI
 from courseredis.services import registry
 from courseredis.services.main import build
 from courseredis.services.settings import GatewaySettings, RoutePolicy, ServiceSettings
+from courseredis.services.tokens import KeyPair
 from courseredis.settings import RedisSettings
 
-JWT_SECRET = "test-secret-" + "x" * 40
+# One key pair for the test session: auth signs with it, every service verifies with it.
+JWT_KEYS = KeyPair.generate()
 UPSTREAMS = {s.name: f"http://{s.name}.internal" for s in registry.UPSTREAMS}
 
 
@@ -49,6 +51,19 @@ class Platform:
         return self.apps[service].state.runtime
 
 
+def service_settings(
+    service: str, database_url: str, *, keys: KeyPair = JWT_KEYS, **overrides: Any
+) -> ServiceSettings:
+    """A service's settings as deployed: the public key for all, the private key for auth."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "jwt_public_keys": keys.public_pem,
+        "jwt_private_key": keys.private_pem if service == registry.SIGNER else None,
+        "event_reclaim_idle_ms": 200,
+    }
+    return ServiceSettings(**{**values, **overrides})
+
+
 @contextlib.asynccontextmanager
 async def running_platform(
     redis_for: dict[str, RedisSettings],
@@ -60,11 +75,10 @@ async def running_platform(
 ) -> AsyncIterator[Platform]:
     # A fresh client address per platform: per-IP limits then count only this test's calls.
     peer = peer or (str(ipaddress.IPv6Address("2001:db8::") + random.getrandbits(64)), 50000)
-    settings = ServiceSettings(
-        database_url=database_url, jwt_secret=JWT_SECRET, event_reclaim_idle_ms=200
-    )
     upstream_apps = {
-        name: build(name, settings=settings, redis_settings=redis_for[name])
+        name: build(
+            name, settings=service_settings(name, database_url), redis_settings=redis_for[name]
+        )
         for name in UPSTREAMS
     }
     gateway_settings = GatewaySettings(
@@ -74,7 +88,7 @@ async def running_platform(
     )
     gateway_app = build(
         "gateway",
-        settings=settings,
+        settings=service_settings("gateway", database_url),
         redis_settings=redis_for["gateway"],
         gateway_settings=gateway_settings,
         upstream_transport=RoutingTransport(upstream_apps),

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import random
 import secrets
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from courseredis import acl, keys
 from courseredis.local import LocalStack
-from courseredis.services.gateway import client_ip, match_route, plan, route_policies
-from courseredis.services.settings import GatewaySettings, LimitSpec, RoutePolicy
+from courseredis.services.gateway import (
+    account_of,
+    client_ip,
+    match_route,
+    plan,
+    route_policies,
+)
+from courseredis.services.settings import (
+    DEFAULT_RATE_LIMITS,
+    GatewaySettings,
+    LimitSpec,
+    RoutePolicy,
+)
 from courseredis.settings import RedisSettings
-from tests.services.conftest import redis_per_service
+from tests.services.conftest import forget_login_attempts, redis_per_service
 from tests.services.flows import login
 from tests.services.platform import running_platform
 
@@ -141,3 +154,88 @@ def test_every_route_maps_to_a_fixed_rate_limit_name():
 def test_a_policy_table_naming_an_unknown_route_is_refused():
     with pytest.raises(ValueError, match="unknown routes"):
         GatewaySettings(rate_limits={"everything": RoutePolicy()})
+
+
+# --- the per-account login limit --------------------------------------------------------------
+
+
+def some_client_address() -> str:
+    """An address no other test uses: its per-IP limits start unspent."""
+    return str(ipaddress.IPv4Address(0x0A000000 + random.getrandbits(24)))
+
+
+async def test_guesses_at_one_account_from_many_addresses_meet_the_account_limit(
+    stack, seeded_database, credentials
+):
+    """The attack the per-IP limit cannot see: each guess from an address of its own."""
+    forget_login_attempts(stack, credentials)
+    username, password = credentials.students[5]
+    limit = DEFAULT_RATE_LIMITS["login"].per_account[0].limit
+    async with running_platform(
+        redis_per_service(stack), seeded_database[0], trusted_proxies=["2001:db8::/32"]
+    ) as platform:
+
+        async def attempt(name: str, secret: str) -> httpx.Response:
+            return await platform.gateway.post(
+                "/auth/login",
+                json={"username": name, "password": secret},
+                headers={"X-Forwarded-For": some_client_address()},
+            )
+
+        for guess in range(limit):
+            assert (await attempt(username, f"guess-{guess}")).status_code == 401
+        # The next guess is refused before any password is checked, whatever the letter case.
+        refused = await attempt(username.upper(), "guess")
+        assert refused.status_code == 429
+        assert int(refused.headers["Retry-After"]) >= 1
+        # The owner waits out the window too: the price of not letting the guessing go on.
+        assert (await attempt(username, password)).status_code == 429
+        # Another account is not affected.
+        assert (await attempt(*credentials.students[6])).status_code == 200
+
+
+def test_a_login_is_limited_per_ip_and_per_account_both_failing_closed():
+    body = b'{"username": "Student1", "password": "x"}'
+    checks = plan("login", route_policies(GatewaySettings()), "192.0.2.1", None, account_of(body))
+    assert [scope for _, _, scope in checks.limits] == ["ip", "account"]
+    assert all(policy.on_redis_error == "closed" for _, policy, _ in checks.limits)
+    assert checks.ops[1].keys == ("ratelimit:account:student1:login",)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"not json",
+        b"\xff\xfe",
+        b"[]",
+        b'{"password": "x"}',
+        b'{"username": 5}',
+        b'{"username": ""}',
+        b'{"username": "a b"}',
+        b'{"username": "{tag}"}',
+        b'{"username": "*"}',
+        b'{"username": "x\\r\\nFLUSHALL"}',
+        b'{"username": "' + b"a" * 65 + b'"}',
+        b'{"username": "\\u00e9l\\u00e8ve"}',
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+    ids=lambda body: repr(body[:30]),
+)
+def test_a_body_naming_no_valid_username_gives_no_account_key(body):
+    """Auth answers 422 to these without checking a password: nothing to limit, and no
+    user-controlled string may reach a key."""
+    assert account_of(body) is None
+
+
+def test_a_username_reaches_its_key_in_lower_case_only():
+    assert account_of(b'{"username": "Alice.B-1", "password": "x"}') == "alice.b-1"
+    # The last of duplicate names wins, as for the auth service's parser.
+    assert account_of(b'{"username": "a", "username": "b"}') == "b"
+
+
+def test_a_per_account_limit_on_a_route_without_an_account_is_refused():
+    with pytest.raises(ValueError, match="per_account limits apply to"):
+        GatewaySettings(
+            rate_limits={"courses.read": RoutePolicy(per_account=[LimitSpec(limit=1, window_s=1)])}
+        )

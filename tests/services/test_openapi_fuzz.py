@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, settings
 
 from courseredis.local import LocalStack
 from courseredis.services.main import build
-from courseredis.services.settings import ServiceSettings
 from courseredis.settings import RedisSettings
 from tests.services.live import LiveServices, live_services
+from tests.services.platform import service_settings
 
 FUZZ = settings(
     max_examples=15,
@@ -40,7 +40,7 @@ def _schema(service: str) -> Any:
     """The service's OpenAPI, from its app object (nothing connects until start-up)."""
     app = build(
         service,
-        settings=ServiceSettings(jwt_secret="x" * 32),
+        settings=service_settings(service, "sqlite+aiosqlite://"),
         redis_settings=RedisSettings(url="redis://127.0.0.1:1/0"),
     )
     return schemathesis.openapi.from_dict(app.openapi())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import subprocess
 import sys
 import urllib.error
@@ -25,6 +24,7 @@ from courseredis.local.ports import free_ports
 from courseredis.local.processes import LocalStackError, tail
 from courseredis.local.stack import LocalStack
 from courseredis.services import registry
+from courseredis.services.tokens import KeyPair
 from courseredis.stack_file import ServiceProcess, StackFile
 from courseredis.waiting import TimedOut, wait_until
 
@@ -55,32 +55,47 @@ def start_services(
     *,
     redis_env: Mapping[str, Mapping[str, str]],
     database_url: str,
-    jwt_secret: str,
+    jwt_keys: KeyPair,
     workdir: Path,
     extra_env: Mapping[str, str] | None = None,
     host: str = "127.0.0.1",
 ) -> list[ServiceProcess]:
     """Start the services (redis_env: service -> its REDIS_* variables); wait until ready.
 
+    Every service gets the public key (JWT_PUBLIC_KEYS); only auth gets the private key
+    (JWT_PRIVATE_KEY), as deployed. Each serves its metrics on a port of its own
+    (METRICS_PORT), as deployed; the OpenAPI documents are on (DOCS_ENABLED), unlike
+    deployed stacks: locally they are the developers' map.
+
     On any failure the processes already started are stopped and the error names the
     service with the end of its log.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     names = registry.NAMES  # in start order: the gateway last, it needs the rest
-    ports = dict(zip(names, free_ports(len(names), host), strict=True))
+    chosen = free_ports(2 * len(names), host)
+    ports = dict(zip(names, chosen[: len(names)], strict=True))
+    metrics_ports = dict(zip(names, chosen[len(names) :], strict=True))
     urls = {name: f"http://{host}:{port}" for name, port in ports.items()}
     common = {
         "DATABASE_URL": database_url,
-        "JWT_SECRET": jwt_secret,
+        "DOCS_ENABLED": "true",
+        "JWT_PUBLIC_KEYS": jwt_keys.public_pem,
         **{s.upstream.setting: urls[s.name] for s in registry.UPSTREAMS if s.upstream},
         **(extra_env or {}),
     }
     started: list[ServiceProcess] = []
     try:
         for name in names:
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "GATEWAY_"))}
+            env = {
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("REDIS_", "GATEWAY_", "JWT_"))
+            }
             env.update(common)
             env.update(redis_env[name])
+            if name == registry.SIGNER:
+                env["JWT_PRIVATE_KEY"] = jwt_keys.private_pem
+            env["METRICS_PORT"] = str(metrics_ports[name])
             logfile = workdir / f"{name}.log"
             with logfile.open("ab") as out:
                 process = subprocess.Popen(
@@ -101,7 +116,13 @@ def start_services(
                     start_new_session=True,  # Ctrl-C in the terminal is ours to relay
                 )
             started.append(
-                ServiceProcess(name=name, url=urls[name], pid=process.pid, logfile=str(logfile))
+                ServiceProcess(
+                    name=name,
+                    url=urls[name],
+                    metrics_url=f"http://{host}:{metrics_ports[name]}/metrics",
+                    pid=process.pid,
+                    logfile=str(logfile),
+                )
             )
         for service in started:
             _wait_ready(service)
@@ -180,7 +201,8 @@ def start_all(stack: LocalStack, topology: RedisTopology, data_dir: Path) -> dic
     processes = start_services(
         redis_env=redis_env,
         database_url=database_url,
-        jwt_secret=secrets.token_urlsafe(48),
+        # A key pair per `up`, as the demo passwords: nothing signed before outlives it.
+        jwt_keys=KeyPair.generate(),
         workdir=data_dir / "services",
         extra_env={
             "GATEWAY_TRUSTED_PROXIES": os.environ.get(
@@ -190,6 +212,7 @@ def start_all(stack: LocalStack, topology: RedisTopology, data_dir: Path) -> dic
     )
     return {
         "services": {p.name: p.url for p in processes},
+        "metrics": {p.name: p.metrics_url for p in processes if p.metrics_url},
         "service_processes": [p.model_dump() for p in processes],
         "demo": credentials.to_json(),
         "database": redacted(database_url),

@@ -26,7 +26,9 @@ from courseredis.patterns.lua import LuaScript, load
 from courseredis.ratelimit_algorithms import Algorithm as Algorithm
 from courseredis.ratelimit_algorithms import spec
 
-_require_rate_limit_key = key_checker(keys.RATE_LIMIT_IP, keys.RATE_LIMIT_USER)
+_require_rate_limit_key = key_checker(
+    keys.RATE_LIMIT_IP, keys.RATE_LIMIT_USER, keys.RATE_LIMIT_ACCOUNT
+)
 
 
 class RateLimitUnavailable(RuntimeError):

@@ -1,8 +1,11 @@
 """The application factory shared by the four services.
 
 Every service gets the same edges: JSON logs, `/healthz` (the process answers), `/readyz`
-(Redis and the database answer), `/metrics`, a request-body size limit, and errors mapped
-so that a failing dependency is a 503 with a reason, never a 500.
+(Redis and the database answer), a request-body size limit, and errors mapped so that a
+failing dependency is a 503 with a reason, never a 500. Its metrics are served on a port of
+their own (`Metrics.serve`, started by `main`), its OpenAPI documents only when
+`DOCS_ENABLED`. What a client is told is generic (`/readyz` names the failing dependency,
+not its error, which may name internal hosts): the details go to the logs.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
 from redis.exceptions import RedisError
@@ -161,7 +164,15 @@ def create_app(
             if runtime.engine is not None:
                 await runtime.engine.dispose()
 
-    app = FastAPI(title=f"course platform: {service}", lifespan=lifespan)
+    docs = settings.docs_enabled
+    app = FastAPI(
+        title=f"course platform: {service}",
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    app.state.metrics = metrics
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(Observe, metrics=metrics)  # the outer one: it sees 413s too
 
@@ -187,20 +198,20 @@ def create_app(
         try:
             await asyncio.wait_for(runtime.redis.ping(), timeout=2)
         except Exception as error:
-            problems["redis"] = str(error) or type(error).__name__
+            problems["redis"] = f"{type(error).__name__}: {error}"[:300]
         if runtime.engine is not None:
             try:
                 async with runtime.engine.connect() as connection:
                     await asyncio.wait_for(connection.execute(text("SELECT 1")), timeout=2)
             except Exception as error:
-                problems["database"] = str(error)[:200] or type(error).__name__
+                problems["database"] = f"{type(error).__name__}: {error}"[:300]
         if problems:
-            return JSONResponse({"status": "unavailable", **problems}, status_code=503)
+            log.warning("not ready", extra={"problems": problems})
+            return JSONResponse(
+                {"status": "unavailable", **dict.fromkeys(problems, "unavailable")},
+                status_code=503,
+            )
         return JSONResponse({"status": "ready"})
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics_endpoint() -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     return app
 

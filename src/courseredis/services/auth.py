@@ -12,10 +12,9 @@ wait too but do not fail for want of a replica (see `courseredis.patterns.refres
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -36,7 +35,7 @@ from courseredis.patterns.replica_ack import (
 from courseredis.patterns.sessions import AsyncSessions
 from courseredis.services.db.models import User
 from courseredis.services.identity import ClaimsDep
-from courseredis.services.passwords import hash_password, verify_password
+from courseredis.services.passwords import PasswordChecks, PasswordChecksBusy, concurrency_for
 from courseredis.services.runtime import Runtime, RuntimeDep, part_of
 from courseredis.services.tokens import issue_access_token
 
@@ -55,30 +54,64 @@ class ReplicaAckSettings(BaseSettings):
     replica_ack_timeout_ms: int = Field(default=250, gt=0, le=10_000)
 
 
+class PasswordCheckSettings(BaseSettings):
+    """How many password checks run at once, from PASSWORD_CHECK_MEMORY_BUDGET_MIB (what
+    they may take together: half of a 512 MiB pod by default, the rest is the process's),
+    PASSWORD_CHECK_CONCURRENCY (default: as many as fit in the budget, 64 MiB each) and
+    PASSWORD_CHECK_QUEUE (how many more may wait; beyond them a login gets 503)."""
+
+    model_config = SettingsConfigDict(env_prefix="PASSWORD_CHECK_", extra="ignore")
+
+    memory_budget_mib: int = Field(default=256, ge=1)
+    concurrency: int | None = Field(default=None, ge=1)
+    queue: int = Field(default=32, ge=0)
+
+    def checks(self) -> PasswordChecks:
+        concurrency = self.concurrency or concurrency_for(self.memory_budget_mib)
+        return PasswordChecks(concurrency, self.queue)
+
+
 @dataclass(frozen=True)
 class AuthState:
     """What the auth service builds at start-up (`start`)."""
 
     ack: ReplicaAck | None  # None: writes are not confirmed by a replica
     refresh_tokens: AsyncRefreshTokens  # with that ack
+    passwords: PasswordChecks
+    # An unknown user's password is checked against it, so timing does not tell who has
+    # an account. Made at start-up: the first unknown user would otherwise wait for it.
+    dummy_hash: str
 
 
 AuthStateDep = Annotated[AuthState, Depends(part_of(AuthState))]
 
 
-async def start(runtime: Runtime) -> None:
-    """Start-up hook: the replica ack from the environment, and the refresh tokens."""
+async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
+    """Start-up hook: the replica ack and the password checks from the environment, and
+    the refresh tokens."""
     settings = ReplicaAckSettings()
     ack = (
         ReplicaAck(settings.replica_acks, settings.replica_ack_timeout_ms)
         if settings.replica_acks
         else None
     )
-    runtime.attach(AuthState(ack, AsyncRefreshTokens(runtime.redis, ack=ack)))
+    passwords = PasswordCheckSettings().checks()
+    dummy_hash = await passwords.hash(secrets.token_urlsafe(16))
+    runtime.attach(
+        AuthState(ack, AsyncRefreshTokens(runtime.redis, ack=ack), passwords, dummy_hash)
+    )
+
+    async def stop() -> None:
+        passwords.close()
+
+    return stop
 
 
 class Login(BaseModel):
-    username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    # The rule the gateway's per-account limit applies too (keys.USERNAME_PATTERN).
+    username: str = Field(
+        min_length=1, max_length=keys.MAX_IDENTIFIER_LENGTH, pattern=keys.USERNAME_PATTERN
+    )
     password: str = Field(min_length=1, max_length=128)
 
 
@@ -93,14 +126,11 @@ class Tokens(BaseModel):
     expires_in: int = int(keys.ACCESS_TOKEN_LIFETIME.total_seconds())
 
 
-@functools.cache
-def _dummy_hash() -> str:
-    return hash_password(secrets.token_urlsafe(16))
-
-
 def _access_token(runtime: Runtime, user: User, session_id: str) -> str:
+    signing = runtime.settings.signing_key()
+    assert signing is not None, "main.build starts auth only with its signing key"
     token, _ = issue_access_token(
-        runtime.settings.jwt_secret.get_secret_value(),
+        signing,
         runtime.settings.jwt_issuer,
         user_id=user.id,
         roles=user.role_names,
@@ -109,14 +139,28 @@ def _access_token(runtime: Runtime, user: User, session_id: str) -> str:
     return token
 
 
-@router.post("/login", responses={401: {"description": "wrong username or password"}})
+@router.post(
+    "/login",
+    responses={
+        401: {"description": "wrong username or password"},
+        503: {"description": "too many logins at once (Retry-After)"},
+    },
+)
 async def login(body: Login, runtime: RuntimeDep, state: AuthStateDep) -> Tokens:
     async with runtime.db() as db:
         user = (await db.execute(select(User).where(User.username == body.username))).scalar()
-    # argon2 costs ~0.1 s of CPU by design: off the event loop, other requests go on. An
-    # unknown user is checked against a dummy hash, so timing does not tell who has an account.
-    stored = user.password_hash if user is not None else _dummy_hash()
-    matches = await asyncio.to_thread(verify_password, stored, body.password)
+    # argon2 costs ~0.1 s of CPU and 64 MiB by design: off the event loop, a bounded number
+    # at once. An unknown user is checked against a dummy hash, so timing does not tell who
+    # has an account.
+    stored = user.password_hash if user is not None else state.dummy_hash
+    try:
+        matches = await state.passwords.verify(stored, body.password)
+    except PasswordChecksBusy as busy:
+        runtime.metrics.password_checks_busy.inc()
+        log.warning("login refused: password checks busy", extra={"detail": str(busy)})
+        raise HTTPException(
+            503, "too many logins at once, try again shortly", headers={"Retry-After": "1"}
+        ) from None
     if user is None or not matches:
         raise HTTPException(401, "wrong username or password", headers=_UNAUTHORIZED)
     issued = await state.refresh_tokens.issue(user.id, "courses")

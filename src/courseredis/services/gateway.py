@@ -1,10 +1,10 @@
 """The gateway: the one public entry.
 
 Per request it verifies the JWT locally, then sends all its Redis work at once, in one
-batch: the blacklist check, the rate-limit decisions per IP and per user, and the session
-touch. On a single node that is one pipeline; on a cluster, one pipeline per node, sent in
-parallel: one round trip of latency either way. Then it forwards to the upstream service
-over a pooled HTTP client (`upstream`).
+batch: the blacklist check, the rate-limit decisions per IP, per user and (for a login)
+per account, and the session touch. On a single node that is one pipeline; on a cluster,
+one pipeline per node, sent in parallel: one round trip of latency either way. Then it
+forwards to the upstream service over a pooled HTTP client (`upstream`).
 
 Failure policy when Redis cannot answer: the blacklist fails closed (503), each rate limit
 follows its policy (open by default, closed for login), the session touch is skipped.
@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 from urllib.parse import quote_from_bytes
 
 import httpx
@@ -116,8 +117,17 @@ _NOT_RETURNED = _HOP_BY_HOP | {b"date", b"server"}
 # reach the upstream as they came, so it decodes the path the gateway matched.
 _PATH_SAFE = b"/%!$&'()*+,;=:@-._~"
 _QUERY_SAFE = _PATH_SAFE + b"?"
-# Each route's limits (per IP, per user), built once rather than per request.
-RoutePolicies: TypeAlias = dict[str, tuple[Policy | None, Policy | None]]
+
+
+class RouteLimits(NamedTuple):
+    """A route's limits, built once rather than per request; None: no such limit."""
+
+    per_ip: Policy | None
+    per_user: Policy | None
+    per_account: Policy | None
+
+
+RoutePolicies: TypeAlias = dict[str, RouteLimits]
 
 
 def match_route(method: str, path: str) -> Route | None:
@@ -180,9 +190,31 @@ def _client_ip(peer: str | None, forwarded_for: str | None, trusted: tuple[str, 
 
 def route_policies(settings: GatewaySettings) -> RoutePolicies:
     return {
-        name: (route.policy(route.per_ip), route.policy(route.per_user))
+        name: RouteLimits(
+            route.policy(route.per_ip),
+            route.policy(route.per_user),
+            route.policy(route.per_account),
+        )
         for name, route in settings.rate_limits.items()
     }
+
+
+def account_of(body: bytes) -> str | None:
+    """The account a login's body names, as its key holds it (lower case).
+
+    None when the body names no account the auth service would check a password for: auth
+    parses the body as this does (`json.loads`), and answers 422 without a check to what
+    its `Login` model refuses, which is what `keys.valid_username` refuses.
+    """
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):  # not JSON (nor UTF-8), or nested to exhaustion
+        return None
+    username = data.get("username") if isinstance(data, dict) else None
+    try:
+        return keys.valid_username("username", username)
+    except keys.InvalidIdentifier:
+        return None
 
 
 @dataclass
@@ -195,20 +227,29 @@ class Checks:
     limits: list[tuple[int, Policy, str]] = field(default_factory=list)  # (index, policy, scope)
 
 
-def plan(route_name: str, policies: RoutePolicies, ip: str, claims: AccessClaims | None) -> Checks:
+def plan(
+    route_name: str,
+    policies: RoutePolicies,
+    ip: str,
+    claims: AccessClaims | None,
+    account: str | None = None,
+) -> Checks:
     checks = Checks(ops=[])
     if claims is not None:
         checks.revoked_at = len(checks.ops)
         checks.ops.append(is_revoked_command(claims.jti))
         checks.session_at = len(checks.ops)
         checks.ops.append(touch_script(claims.session_id, TOUCH_THROTTLE))
-    per_ip, per_user = policies[route_name]
+    per_ip, per_user, per_account = policies[route_name]
     if per_ip is not None:
         checks.limits.append((len(checks.ops), per_ip, "ip"))
         checks.ops.append(hit_script(keys.ratelimit_ip(ip, route_name), per_ip))
     if per_user is not None and claims is not None:
         checks.limits.append((len(checks.ops), per_user, "user"))
         checks.ops.append(hit_script(keys.ratelimit_user(claims.user_id, route_name), per_user))
+    if per_account is not None and account is not None:
+        checks.limits.append((len(checks.ops), per_account, "account"))
+        checks.ops.append(hit_script(keys.ratelimit_account(account, route_name), per_account))
     return checks
 
 
@@ -272,14 +313,23 @@ class Forward:
             try:
                 claims = state.tokens.verify(bearer_token(authorization))
             except InvalidToken as error:
+                log.info("access token refused", extra={"reason": error.reason})
                 return json_error(401, str(error), {"WWW-Authenticate": "Bearer"})
         peer = scope.get("client")
         ip = client_ip(peer[0] if peer else None, forwarded_for, self.trusted)
-        checks = plan(route.name, self.policies, ip, claims)
+        # A route limited per account names it in its body: read before deciding.
+        body: bytes | None = None
+        account: str | None = None
+        if self.policies[route.name].per_account is not None:
+            body = await _read_body(receive)
+            account = account_of(body)
+        checks = plan(route.name, self.policies, ip, claims, account)
         refusal, binding = await _decide(runtime, route, checks)
         if refusal is not None:
             return refusal
-        reply = await self.proxy(state.upstream, scope, receive, route, ip)
+        if body is None:
+            body = await _read_body(receive)
+        reply = await self.proxy(state.upstream, scope, route, ip, body)
         if isinstance(reply, Response):
             return reply
         status, headers, body = reply
@@ -288,7 +338,7 @@ class Forward:
         return status, headers, body
 
     async def proxy(
-        self, upstream: Upstream, scope: Scope, receive: Receive, route: Route, ip: str
+        self, upstream: Upstream, scope: Scope, route: Route, ip: str, body: bytes
     ) -> Response | tuple[int, RawHeaders, bytes]:
         origin = self.upstreams[route.upstream]
         target = quote_from_bytes(scope.get("raw_path") or scope["path"].encode(), _PATH_SAFE)
@@ -296,7 +346,6 @@ class Forward:
             target += "?" + quote_from_bytes(scope["query_string"], _QUERY_SAFE)
         headers = [(k, v) for k, v in scope["headers"] if k not in _HOP_BY_HOP]
         headers.append((b"x-forwarded-for", ip.encode()))
-        body = await _read_body(receive)
         try:
             reply = await upstream.send(scope["method"], origin, target, headers, body)
         except UpstreamTimeout:
@@ -389,9 +438,7 @@ def startup_hook(
     over the given transport."""
 
     async def start(runtime: Runtime) -> Callable[[], Awaitable[None]]:
-        tokens = TokenVerifier(
-            runtime.settings.jwt_secret.get_secret_value(), runtime.settings.jwt_issuer
-        )
+        tokens = TokenVerifier(runtime.settings.verifying_keys(), runtime.settings.jwt_issuer)
         client: Upstream
         if transport is not None:
             client = HttpxUpstream(transport, timeout_s=settings.upstream_timeout_s)

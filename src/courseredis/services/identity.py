@@ -7,6 +7,7 @@ Revocation, rate limits and session activity are the gateway's job.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Path
@@ -19,6 +20,8 @@ from courseredis.services.tokens import (
     decode_access_token,
 )
 
+log = logging.getLogger(__name__)
+
 # A course id in a path: an int a key may hold (keys.valid_int_id's range), else 422.
 CourseId = Annotated[int, Path(gt=0, le=2**63 - 1, description="course id")]
 
@@ -30,11 +33,12 @@ async def current_claims(
 ) -> AccessClaims:
     try:
         return decode_access_token(
-            runtime.settings.jwt_secret.get_secret_value(),
+            runtime.settings.verifying_keys(),
             runtime.settings.jwt_issuer,
             bearer_token(authorization),
         )
     except InvalidToken as error:
+        log.info("access token refused", extra={"reason": error.reason})
         raise HTTPException(401, str(error), headers={"WWW-Authenticate": "Bearer"}) from None
 
 

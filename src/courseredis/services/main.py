@@ -28,6 +28,7 @@ def build(
     """The app of one service; settings default to the environment."""
     registry.service(service)  # UnknownService (a ValueError) names the known ones
     settings = settings or ServiceSettings()
+    check_signing_key(service, settings)
     redis_settings = redis_settings or RedisSettings()
     if service == "gateway":
         gateway_settings = gateway_settings or GatewaySettings()
@@ -52,6 +53,34 @@ def build(
     return app
 
 
+class MisconfiguredService(ValueError):
+    """The settings are well formed but wrong for this service (say a key it must not hold)."""
+
+
+def check_signing_key(service: str, settings: ServiceSettings) -> None:
+    """Only auth holds the private key, and its tokens must verify with the public keys.
+
+    A service that is given the private key by mistake refuses to start rather than hold
+    it: a compromise of that service could then forge any token. Auth refuses to start
+    with a key whose public half the verifiers are not given: every token it signed would
+    be refused (the rotation's order, docs/security.md, is what avoids that).
+    """
+    signing = settings.signing_key()
+    if service != registry.SIGNER:
+        if signing is not None:
+            raise MisconfiguredService(
+                f"{service} must not hold JWT_PRIVATE_KEY: only {registry.SIGNER} signs tokens"
+            )
+        return
+    if signing is None:
+        raise MisconfiguredService(f"{service} signs access tokens: set JWT_PRIVATE_KEY")
+    if signing.kid not in settings.verifying_keys():
+        raise MisconfiguredService(
+            f"the public key of JWT_PRIVATE_KEY (kid {signing.kid}) is not in JWT_PUBLIC_KEYS: "
+            "add it there first, everywhere (docs/security.md)"
+        )
+
+
 # The services behind the gateway: their router and start-up hooks.
 _UPSTREAMS: dict[str, tuple[APIRouter, tuple[StartupHook, ...]]] = {
     "auth": (auth.router, (auth.start,)),
@@ -72,9 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = ServiceSettings()
         logs.configure(args.service, settings.log_level)
         app = build(args.service, settings=settings)
-    except ValidationError as error:
+    except (ValidationError, MisconfiguredService) as error:
         print(f"error: bad settings for {args.service}:\n{error}", file=sys.stderr)
         return 2
+    if settings.metrics_port:
+        app.state.metrics.serve(args.host, settings.metrics_port)
     # proxy_headers off: the gateway decides which X-Forwarded-For to believe
     # (GATEWAY_TRUSTED_PROXIES); uvicorn must not rewrite the peer address before it looks.
     uvicorn.run(

@@ -2,11 +2,18 @@
 
 A registry per app (not the global one) lets several services live in one process, as
 they do in the tests.
+
+They are served on a port of their own (`METRICS_PORT`), not on the service's: the
+gateway's port is public, and what it counts (routes, limiter decisions, errors) is for
+Prometheus, which the NetworkPolicy lets reach the metrics port alone.
 """
 
 from __future__ import annotations
 
+from wsgiref.simple_server import WSGIServer
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import start_http_server
 
 
 class Metrics:
@@ -47,6 +54,11 @@ class Metrics:
             ["consumer"],
             registry=r,
         )
+        self.password_checks_busy = Counter(
+            "password_checks_busy_total",
+            "Logins refused (503) because every password-check slot and the queue were full",
+            registry=r,
+        )
         self.redis_errors = Counter(
             "redis_errors_total", "Redis calls that failed", ["pattern"], registry=r
         )
@@ -54,3 +66,9 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def serve(self, host: str, port: int) -> WSGIServer:
+        """Serve `/metrics` on `host:port` (port 0: any free port, `server.server_port`)
+        from a daemon thread; `shutdown()` and `server_close()` stop it."""
+        server, _ = start_http_server(port, addr=host, registry=self.registry)
+        return server

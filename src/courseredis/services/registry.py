@@ -34,6 +34,9 @@ class Service:
     route_prefix: str | None = None
     # None: not behind the gateway (the gateway itself).
     upstream: Upstream | None = None
+    # Holds the private key access tokens are signed with (JWT_PRIVATE_KEY). One service
+    # does; every service gets the public keys (JWT_PUBLIC_KEYS).
+    signs_tokens: bool = False
 
     def uses(self, pattern: keys.KeyPattern) -> bool:
         return pattern in self.writes or pattern in self.reads
@@ -44,6 +47,7 @@ AUTH = Service(
     writes=(keys.JWT_REVOKED, keys.REFRESH_TOKEN, keys.SESSION),
     route_prefix="/auth",
     upstream=Upstream("GATEWAY_AUTH_URL", "http://127.0.0.1:8001"),
+    signs_tokens=True,
 )
 COURSES = Service(
     name="courses",
@@ -59,7 +63,7 @@ ENROLLMENTS = Service(
 )
 GATEWAY = Service(
     name="gateway",
-    writes=(keys.RATE_LIMIT_IP, keys.RATE_LIMIT_USER, keys.SESSION),
+    writes=(keys.RATE_LIMIT_IP, keys.RATE_LIMIT_USER, keys.RATE_LIMIT_ACCOUNT, keys.SESSION),
     reads=(keys.JWT_REVOKED,),
 )
 
@@ -69,6 +73,7 @@ NAMES: tuple[str, ...] = tuple(s.name for s in SERVICES)
 # The services behind the gateway, the ones it forwards to.
 UPSTREAMS: tuple[Service, ...] = tuple(s for s in SERVICES if s.upstream is not None)
 _BY_NAME = {s.name: s for s in SERVICES}
+(SIGNER,) = (s.name for s in SERVICES if s.signs_tokens)  # the one service that signs
 
 
 class UnknownService(ValueError):

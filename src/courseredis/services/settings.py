@@ -21,21 +21,56 @@ from courseredis import keys
 from courseredis.patterns.ratelimit import Algorithm, Limit, Policy
 from courseredis.services import registry
 from courseredis.services.db.engine import DEFAULT_DATABASE_URL
+from courseredis.services.tokens import SigningKey, VerifyingKeys
+
+# Where a deployed service serves /metrics (METRICS_PORT): the chart's metrics port.
+METRICS_PORT = 9090
 
 
 class ServiceSettings(BaseSettings):
-    """What every service reads: the database, the JWT secret, logging and input limits."""
+    """What every service reads: the database, the token keys, logging and input limits."""
 
     model_config = SettingsConfigDict(extra="ignore")
 
     database_url: str = DEFAULT_DATABASE_URL
-    # HS256 needs a key of at least 256 bits to mean anything.
-    jwt_secret: SecretStr = Field(min_length=32)
+    # JWT_PUBLIC_KEYS: the Ed25519 public keys access tokens may be signed with, PEM, one
+    # after the other (two during a rotation: docs/security.md). Every service verifies.
+    jwt_public_keys: str = Field(min_length=1)
+    # JWT_PRIVATE_KEY: the Ed25519 private key (PEM) tokens are signed with. The auth
+    # service's alone: `main.build` refuses to start any other service that is given it.
+    jwt_private_key: SecretStr | None = None
     jwt_issuer: str = "course-platform"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_body_bytes: int = Field(default=16 * 1024, ge=256)
     # How long an idle event consumer's pending messages wait before another takes them.
     event_reclaim_idle_ms: int = Field(default=30_000, ge=100)
+    # /metrics is served on this port, apart from the service's own (public for the
+    # gateway); 0 serves no metrics. The chart exposes it to Prometheus only.
+    metrics_port: int = Field(default=METRICS_PORT, ge=0, le=65535)
+    # /docs, /redoc and /openapi.json: off unless asked for (the local stack turns them on);
+    # a deployed gateway publishes no map of its routes.
+    docs_enabled: bool = False
+
+    @field_validator("jwt_public_keys", mode="after")
+    @classmethod
+    def _public_keys(cls, value: str) -> str:
+        VerifyingKeys.from_pem(value)  # InvalidKey (a ValueError) says what is wrong
+        return value
+
+    @field_validator("jwt_private_key", mode="after")
+    @classmethod
+    def _private_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            SigningKey.from_pem(value.get_secret_value())
+        return value
+
+    def verifying_keys(self) -> VerifyingKeys:
+        return VerifyingKeys.from_pem(self.jwt_public_keys)  # parsed once (cached)
+
+    def signing_key(self) -> SigningKey | None:
+        if self.jwt_private_key is None:
+            return None
+        return SigningKey.from_pem(self.jwt_private_key.get_secret_value())
 
 
 class LimitSpec(BaseModel):
@@ -44,10 +79,14 @@ class LimitSpec(BaseModel):
 
 
 class RoutePolicy(BaseModel):
-    """The limits of one route, per client IP and per user, decided in the same round trip."""
+    """The limits of one route, per client IP, per user and per account (the username a
+    login names), decided in the same round trip."""
 
     per_ip: list[LimitSpec] = Field(default_factory=list)
     per_user: list[LimitSpec] = Field(default_factory=list)
+    # Only for a route whose body names an account (login): guesses at one account from
+    # many addresses, which no per-IP limit sees.
+    per_account: list[LimitSpec] = Field(default_factory=list)
     algorithm: Algorithm = Algorithm.SLIDING_LOG
     on_redis_error: Literal["open", "closed"] = "open"
 
@@ -58,6 +97,10 @@ class RoutePolicy(BaseModel):
         return Policy(limits, self.algorithm, self.on_redis_error)
 
 
+# The routes whose request names an account (the username of a login).
+ACCOUNT_ROUTES = frozenset({"login"})
+
+
 def _limits(*pairs: tuple[int, float]) -> list[LimitSpec]:
     return [LimitSpec(limit=n, window_s=w) for n, w in pairs]
 
@@ -66,7 +109,14 @@ def _limits(*pairs: tuple[int, float]) -> list[LimitSpec]:
 # are built from; a request that matches no route never reaches a key.
 DEFAULT_RATE_LIMITS: dict[str, RoutePolicy] = {
     # Password guessing: refuse (503) rather than admit when the limiter cannot decide.
-    "login": RoutePolicy(per_ip=_limits((10, 60), (100, 3600)), on_redis_error="closed"),
+    # Per account as well as per IP: guesses spread over many addresses (a botnet, or every
+    # client behind one proxy) still meet the account's limit. A user needs a few logins a
+    # day; the account's owner is locked out for at most the window while it is attacked.
+    "login": RoutePolicy(
+        per_ip=_limits((10, 60), (100, 3600)),
+        per_account=_limits((10, 60), (30, 3600)),
+        on_redis_error="closed",
+    ),
     "refresh": RoutePolicy(per_ip=_limits((30, 60))),
     "logout": RoutePolicy(per_user=_limits((30, 60))),
     "courses.list": RoutePolicy(per_ip=_limits((300, 60)), per_user=_limits((120, 60))),
@@ -140,6 +190,13 @@ class GatewaySettings(BaseSettings):
             raise ValueError(
                 f"unknown routes {sorted(unknown)}; known: {sorted(DEFAULT_RATE_LIMITS)}"
             )
+        for route, policy in value.items():
+            spec = policy if isinstance(policy, RoutePolicy) else RoutePolicy.model_validate(policy)
+            if spec.per_account and route not in ACCOUNT_ROUTES:
+                raise ValueError(
+                    f"{route}: per_account limits apply to {sorted(ACCOUNT_ROUTES)} only "
+                    "(the routes whose body names an account)"
+                )
         return {**DEFAULT_RATE_LIMITS, **value}
 
 

@@ -302,10 +302,10 @@ async def _gateway_with_wrong_user(stack: LocalStack) -> dict[str, Any]:
     """The gateway app, in process, given the courses service's credentials by mistake."""
     from courseredis.services.main import build
     from courseredis.services.settings import GatewaySettings, ServiceSettings
-    from courseredis.services.tokens import issue_access_token
+    from courseredis.services.tokens import KeyPair, SigningKey, issue_access_token
 
-    secret = "chaos-" + "s" * 40
-    settings = ServiceSettings(jwt_secret=secret)
+    jwt_keys = KeyPair.generate()
+    settings = ServiceSettings(jwt_public_keys=jwt_keys.public_pem)
     redis_settings = RedisSettings.for_nodes(
         stack.nodes, cluster=True, username="courses", password=stack.users["courses"], retries=0
     )
@@ -319,7 +319,11 @@ async def _gateway_with_wrong_user(stack: LocalStack) -> dict[str, Any]:
         ),
     )
     token, _ = issue_access_token(
-        secret, settings.jwt_issuer, user_id=1, roles=("student",), session_id=str(uuid.uuid4())
+        SigningKey.from_pem(jwt_keys.private_pem),
+        settings.jwt_issuer,
+        user_id=1,
+        roles=("student",),
+        session_id=str(uuid.uuid4()),
     )
     answers: dict[str, int] = {}
     logging.getLogger("courseredis").setLevel(logging.ERROR)

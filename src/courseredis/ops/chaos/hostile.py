@@ -6,9 +6,9 @@
   logout) as a Hypothesis state machine, checking its rules at every step.
 - **Key injection**: identifiers with `{`, `}`, `*`, `:`, newlines, RESP fragments, 10 KB
   strings, unicode, in every path, body field, query and header that may reach a key.
-- **JWT attacks**: `alg: none`, HS/RS confusion (an RS256 header; HS256 keyed with a public
-  key), a wrong key, expired, not yet valid (`nbf` and `iat` in the future), revoked,
-  tampered, missing or injected claims, over-long.
+- **JWT attacks**: `alg: none`, algorithm confusion (HS256 keyed with our public key; an
+  RS256 header), a stranger's key, an unknown `kid`, expired, not yet valid (`nbf` and
+  `iat` in the future), revoked, tampered, missing or injected claims, over-long.
 - **Oversized** headers and bodies (declared and streamed).
 - **Bursts of bad logins**: from one address (the limiter must step in) and from many.
 
@@ -24,6 +24,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import itertools
 import json
 import secrets
 import statistics
@@ -38,12 +39,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 
 from courseredis.ops.audit import Credentials, audit_keyspace
 from courseredis.ops.chaos.live import JWT_ISSUER, LivePlatform, claims_of, live_platform
 from courseredis.ops.chaos.report import ScenarioResult, describe_error, rounded
 from courseredis.services import registry
-from courseredis.services.tokens import issue_access_token
+from courseredis.services.tokens import KeyPair, SigningKey, issue_access_token
 
 NAME = "hostile"
 TITLE = "5. Hostile input"
@@ -96,7 +98,9 @@ def run(workdir: Path, options: HostileOptions | None = None) -> ScenarioResult:
     result = ScenarioResult(NAME, TITLE, headline=HEADLINE)
     started = time.monotonic()
     try:
-        with live_platform(workdir, students=6, courses=30) as platform:
+        # Students 0-5 each play one part; 6-15 share the stateful run's logins, so that no
+        # account meets its login limit (10 a minute) there.
+        with live_platform(workdir, students=16, courses=30) as platform:
             _scenario(platform, options, result)
     except Exception as error:
         result.error = describe_error(error)
@@ -293,7 +297,11 @@ def _throwaway_token(platform: LivePlatform) -> str:
     with create_client(platform.admin_settings()) as client:
         Sessions(client).create(1, ("admin",), session_id=session_id)
     token, _ = issue_access_token(
-        platform.jwt_secret, JWT_ISSUER, user_id=1, roles=("admin",), session_id=session_id
+        SigningKey.from_pem(platform.jwt_keys.private_pem),
+        JWT_ISSUER,
+        user_id=1,
+        roles=("admin",),
+        session_id=session_id,
     )
     return token
 
@@ -323,7 +331,7 @@ def _stateful(
     )
 
     addresses = _Addresses()
-    student = platform.credentials.students[1]
+    accounts = itertools.cycle(platform.credentials.students[6:16])
     broken: list[str] = []
     steps = 0
     errors_before = len(tally.server_errors)
@@ -378,7 +386,8 @@ def _stateful(
             return self._login()
 
         def _login(self) -> Login:
-            response = self._post("/auth/login", {"username": student[0], "password": student[1]})
+            username, password = next(accounts)
+            response = self._post("/auth/login", {"username": username, "password": password})
             assert response is not None and response.status_code == 200, response
             body = response.json()
             return Login(body["access_token"], body["refresh_token"])
@@ -539,24 +548,25 @@ def _token(header: dict[str, Any], claims: dict[str, Any], key: bytes | None) ->
     return f"{signing_input}.{_b64(signature)}"
 
 
-# A public key (PEM) an attacker would use as the HMAC secret in the HS/RS confusion.
-_PUBLIC_KEY_PEM = (
-    b"-----BEGIN PUBLIC KEY-----\n"
-    b"MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAu1SU1LfVLPHCozMxH2Mo\n"
-    b"4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u\n"
-    b"-----END PUBLIC KEY-----\n"
-)
+def _eddsa(signing: SigningKey, claims: dict[str, Any], kid: str | None = None) -> str:
+    """Signed as auth signs (EdDSA), with `signing`'s key, under `kid` (default: its own)."""
+    return jwt.encode(
+        claims, signing.private_key, algorithm="EdDSA", headers={"kid": kid or signing.kid}
+    )
 
 
 def _jwt_attacks(
     platform: LivePlatform, http: httpx.Client, tally: _Tally, addresses: _Addresses
 ) -> tuple[list[str], int]:
     """Each forged or dead token against a route that needs one; none may be accepted."""
-    secret = platform.jwt_secret.encode()
+    # The public key is public: the algorithm-confusion attacks use it as an HMAC secret.
+    public = platform.jwt_keys.public_pem.encode()
+    signing = SigningKey.from_pem(platform.jwt_keys.private_pem)
+    stranger = SigningKey.from_pem(KeyPair.generate().private_pem)
     live = _login(http, platform.credentials.students[2], addresses)
     good = claims_of(live)
     now = int(time.time())
-    hs256 = {"alg": "HS256", "typ": "JWT"}
+    hs256 = {"alg": "HS256", "typ": "JWT", "kid": signing.kid}
 
     def claims(**changes: Any) -> dict[str, Any]:
         out = {**good, **changes}
@@ -575,30 +585,31 @@ def _jwt_attacks(
         "RS256 header, forged signature": (
             f"{rs256_header}.{payload}.{_b64(secrets.token_bytes(256))}"
         ),
-        "RS256 header, signed with the real secret": _token({"alg": "RS256"}, good, secret),
-        "HS256 keyed with a public key (HS/RS confusion)": _token(hs256, good, _PUBLIC_KEY_PEM),
-        "HS512 with the real secret": _token({"alg": "HS512"}, good, secret),
-        "wrong key": _token(hs256, good, secrets.token_bytes(32)),
+        "RS256 header, HMAC with the public key": _token({"alg": "RS256"}, good, public),
+        "HS256 keyed with the public key (algorithm confusion)": _token(hs256, good, public),
+        "HS512 keyed with the public key": _token({"alg": "HS512"}, good, public),
+        "HS256 with a random key": _token(hs256, good, secrets.token_bytes(32)),
         "empty key": _token(hs256, good, b""),
-        "expired": _token(hs256, claims(iat=now - 3600, exp=now - 60), secret),
-        "not yet valid (nbf)": _token(hs256, claims(nbf=now + 600), secret),
-        "not yet valid (iat)": _token(hs256, claims(iat=now + 600, exp=now + 1200), secret),
+        "EdDSA, a stranger's key and kid": _eddsa(stranger, good),
+        "EdDSA, a stranger's key under our kid": _eddsa(stranger, good, signing.kid),
+        "EdDSA, our key under an unknown kid": _eddsa(signing, good, "not-a-key-we-hold"),
+        "expired": _eddsa(signing, claims(iat=now - 3600, exp=now - 60)),
+        "not yet valid (nbf)": _eddsa(signing, claims(nbf=now + 600)),
+        "not yet valid (iat)": _eddsa(signing, claims(iat=now + 600, exp=now + 1200)),
         "revoked (logged out)": revoked,
         "tampered claims, old signature": f"{header}.{tampered}.{signature}",
         "no signature": f"{header}.{payload}.",
-        "no jti": _token(hs256, claims(jti=_DROP), secret),
-        "no sid": _token(hs256, claims(sid=_DROP), secret),
-        "no exp": _token(hs256, claims(exp=_DROP), secret),
-        "wrong issuer": _token(hs256, claims(iss="someone-else"), secret),
-        "jti injection": _token(hs256, claims(jti="*"), secret),
-        "sid injection": _token(hs256, claims(sid="{x}:*"), secret),
-        "sub injection": _token(hs256, claims(sub="1\r\nFLUSHALL"), secret),
-        "sub zero": _token(hs256, claims(sub="0"), secret),
-        "role injection": _token(hs256, claims(roles=["admin", "x y"]), secret),
-        "over-long": _token(hs256, claims(pad="x" * 5000), secret),
-        "unknown session": _token(
-            hs256, claims(sid=str(uuid.uuid4()), jti=str(uuid.uuid4())), secret
-        ),
+        "no jti": _eddsa(signing, claims(jti=_DROP)),
+        "no sid": _eddsa(signing, claims(sid=_DROP)),
+        "no exp": _eddsa(signing, claims(exp=_DROP)),
+        "wrong issuer": _eddsa(signing, claims(iss="someone-else")),
+        "jti injection": _eddsa(signing, claims(jti="*")),
+        "sid injection": _eddsa(signing, claims(sid="{x}:*")),
+        "sub injection": _eddsa(signing, claims(sub="1\r\nFLUSHALL")),
+        "sub zero": _eddsa(signing, claims(sub="0")),
+        "role injection": _eddsa(signing, claims(roles=["admin", "x y"])),
+        "over-long": _eddsa(signing, claims(pad="x" * 5000)),
+        "unknown session": _eddsa(signing, claims(sid=str(uuid.uuid4()), jti=str(uuid.uuid4()))),
         "garbage": "not.a.jwt",
         "two dots only": "..",
     }
@@ -706,7 +717,9 @@ def _bad_logins(
 
     for status, _ in asyncio.run(burst()):
         statuses[status] += 1
-    existing = [attempt(user, addresses.take()) for _ in range(options.spread)]
+    # Another account than the burst's: that one has met its own limit (10 a minute).
+    spread_user = platform.credentials.students[5][0]
+    existing = [attempt(spread_user, addresses.take()) for _ in range(options.spread)]
     missing = [attempt(f"nobody{i}", addresses.take()) for i in range(options.spread)]
 
     def median_ms(samples: list[tuple[int | None, float]]) -> float:

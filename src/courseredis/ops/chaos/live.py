@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import shutil
 import signal
 from collections.abc import Iterator
@@ -37,6 +36,7 @@ from courseredis.local.stack import recorded_bus_port
 from courseredis.services import registry
 from courseredis.services.db.migrate import upgrade
 from courseredis.services.db.seed import DemoCredentials, seed
+from courseredis.services.tokens import KeyPair
 from courseredis.settings import RedisSettings
 from courseredis.stack_file import ServiceProcess
 from courseredis.topology import ClusterNode, parse_cluster_nodes, split_addr
@@ -57,7 +57,7 @@ class LivePlatform:
     workdir: Path
     stack: LocalStack
     database_url: str
-    jwt_secret: str
+    jwt_keys: KeyPair  # auth signs with its private key; the attacks need both halves
     credentials: DemoCredentials
     services: list[ServiceProcess]
 
@@ -163,16 +163,16 @@ def live_platform(
         if acks:
             redis_env["auth"]["REDIS_REPLICA_ACKS"] = str(acks)
             redis_env["auth"]["REDIS_REPLICA_ACK_TIMEOUT_MS"] = str(REPLICA_ACK_TIMEOUT_MS)
-        jwt_secret = secrets.token_urlsafe(48)
+        jwt_keys = KeyPair.generate()
         services = start_services(
             redis_env=redis_env,
             database_url=database_url,
-            jwt_secret=jwt_secret,
+            jwt_keys=jwt_keys,
             workdir=workdir / "services",
             extra_env={"GATEWAY_TRUSTED_PROXIES": "127.0.0.1/32", **(extra_env or {})},
         )
         platform = LivePlatform(
-            env, topology, workdir, stack, database_url, jwt_secret, credentials, services
+            env, topology, workdir, stack, database_url, jwt_keys, credentials, services
         )
         yield platform
     finally:
