@@ -27,23 +27,12 @@ from courseredis.services import registry
 from smoke.clients import redis_settings
 from smoke.target import Target
 
-# Identifiers for the sample keys: valid, and unlike any real one.
-SAMPLE_IDS = {
-    "int": 9_223_372_036_854_775_807,
-    "uuid": "5e0c0000-0000-4000-8000-00000000cafe",
-    "ip": "192.0.2.1",  # TEST-NET-1
-    "name": "smoke-check",
-    "token": "smoke-check",
-    "account": "smoke-check",
-}
-
 
 def sample_key(pattern: keys.KeyPattern, service: str) -> str:
     """A key of `pattern` for `service` (its own consumer name for idempotency keys)."""
-    ids: dict[str, object] = {name: SAMPLE_IDS[kind] for name, kind in pattern.fields}
     if pattern is keys.IDEMPOTENCY:
-        ids["consumer"] = service
-    return pattern.build(**ids)
+        return pattern.example(consumer=service)
+    return pattern.example()
 
 
 def expectations(service: str) -> list[tuple[tuple[str, ...], bool, str]]:

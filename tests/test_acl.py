@@ -178,16 +178,8 @@ def consume_events(client: Any, service: str) -> None:
 def sample_keys() -> dict[str, str]:
     """One key of every pattern, by pattern name (idempotency: the courses consumer)."""
     return {
-        "jwt_revoked": keys.jwt_revoked(uuid.uuid4()),
-        "refresh_token": keys.refresh_token(uuid.uuid4()),
-        "ratelimit_ip": keys.ratelimit_ip("10.0.0.1", "login"),
-        "ratelimit_user": keys.ratelimit_user(1, "login"),
-        "ratelimit_account": keys.ratelimit_account("student1", "login"),
-        "enrollment_lock": keys.enrollment_lock(1, 2),
-        "course_cache": keys.course(1),
-        "session": keys.session(uuid.uuid4()),
-        "idempotency": keys.idempotency("courses", "e1"),
-        "event_stream": keys.event_stream("courses"),
+        p.name: p.example(consumer="courses") if p is keys.IDEMPOTENCY else p.example()
+        for p in keys.PATTERNS
     }
 
 

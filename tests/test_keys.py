@@ -233,3 +233,10 @@ def test_a_ttl_description_takes_its_number_from_the_ttl_itself(pattern, ttl):
     # Changing a TTL constant must not leave a stale number in the docs' table.
     assert pattern.ttl.max == ttl
     assert keys.duration_text(ttl) in pattern.ttl.description
+
+
+def test_every_identifier_kind_has_an_example_its_validator_accepts():
+    kinds = {kind for p in keys.PATTERNS for _, kind in p.fields}
+    assert kinds <= set(keys.EXAMPLE_IDS)
+    for pattern in keys.PATTERNS:
+        assert keys.classify(pattern.example()).pattern is pattern

@@ -176,6 +176,16 @@ _VALIDATORS: dict[str, Callable[[str, object], str]] = {
     "token": _token,
     "account": _account,
 }
+# One valid identifier of each kind, unlike any real one: what the smoke suite's access
+# probes and the tests build example keys from (`KeyPattern.example`). A new kind needs one.
+EXAMPLE_IDS: dict[str, object] = {
+    "int": 9_223_372_036_854_775_807,
+    "uuid": "5e0c0000-0000-4000-8000-00000000cafe",
+    "ip": "192.0.2.1",  # TEST-NET-1: never a client's address
+    "name": "smoke-check",
+    "token": "smoke-check",
+    "account": "smoke-check",
+}
 
 
 def duration_text(span: timedelta) -> str:
@@ -268,6 +278,10 @@ class KeyPattern:
             (parts[i], parts[i + 1], _VALIDATORS[parts[i + 2]]) for i in range(0, len(parts) - 1, 3)
         )
         return steps, parts[-1]
+
+    def example(self, **ids: object) -> str:
+        """A key of this pattern from `EXAMPLE_IDS`, with any of its ids given instead."""
+        return self.build(**({name: EXAMPLE_IDS[kind] for name, kind in self.fields} | ids))
 
     def build(self, **ids: object) -> str:
         steps, tail = self._layout
