@@ -140,8 +140,11 @@ def _redis(reference: str, tag: str) -> Recipe:
         suite=_suite_of(tag, reference),
         packages=("redis-server", "redis-tools", "ca-certificates", "netbase"),
         # The official image's user: uid/gid 999, owning /data (the charts' runAsUser).
+        # Debian's packaging dirs (/etc/redis is 0750, owned by the old uid) are not in the
+        # official image, whose /etc/redis does not exist: charts mount their own there.
         commands=(
             "groupmod --gid 999 redis && usermod --uid 999 --gid 999 redis",
+            "rm -rf /etc/redis /var/lib/redis /var/log/redis /etc/init.d/redis-server",
             "mkdir -p /data && chown redis:redis /data",
         ),
         changes=("WORKDIR /data", "EXPOSE 6379", 'CMD ["redis-server"]'),
@@ -428,13 +431,32 @@ def project_build_args(
 
 
 def build_project_image(
-    podman: Podman, repo_root: Path, tag: str, cache: Path | None = None, run_id: str = ""
+    podman: Podman,
+    repo_root: Path,
+    tag: str,
+    cache: Path | None = None,
+    run_id: str = "",
+    revision: str | None = None,
 ) -> str:
-    """Build the Dockerfile at the repository root as `tag`; the new image's id."""
-    args = project_build_args(
-        repo_root / "Dockerfile", repo_root, tag, cache or cache_dir(), {LABEL: run_id or "1"}
-    )
-    podman.run(args, timeout=1800)
+    """Build the Dockerfile at the repository root as `tag`; the new image's id.
+
+    The build context is the working tree, or with `revision` that commit's tree
+    (`git archive`), so a rehearsal can run what was committed while the tree is edited.
+    """
+    with tempfile.TemporaryDirectory(prefix="context-") as exported:
+        context = repo_root
+        if revision is not None:
+            context = Path(exported)
+            archive = subprocess.run(
+                ["git", "-C", str(repo_root), "archive", "--format=tar", revision],
+                capture_output=True,
+                check=True,
+            )
+            subprocess.run(["tar", "-x", "-C", str(context)], input=archive.stdout, check=True)
+        args = project_build_args(
+            context / "Dockerfile", context, tag, cache or cache_dir(), {LABEL: run_id or "1"}
+        )
+        podman.run(args, timeout=1800)
     image_id = podman.image_id(tag)
     if image_id is None:
         raise ImageRecipeError(f"podman build reported success but {tag} is not there")
