@@ -98,16 +98,9 @@ def run(workdir: Path, options: AccessOptions | None = None) -> ScenarioResult:
 
 def _key(pattern: keys.KeyPattern, service: str) -> str:
     """A valid key of `pattern` (idempotency keys under the service's own consumer name)."""
-    ids: dict[str, object] = {}
-    for name, kind in pattern.fields:
-        ids[name] = {
-            "int": 424242,
-            "uuid": str(uuid.uuid4()),
-            "ip": "198.51.100.7",
-            "name": service if name == "consumer" else "chaos",
-            "token": "chaos-" + uuid.uuid4().hex[:8],
-        }[kind]
-    return pattern.build(**ids)
+    if pattern is keys.IDEMPOTENCY:
+        return pattern.example(consumer=service)
+    return pattern.example()
 
 
 def _expected(service: str, pattern: keys.KeyPattern, command: str) -> bool:
