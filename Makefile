@@ -22,8 +22,9 @@ setup: ## Install redis-server, PostgreSQL (if root) and the Python environment
 up: setup ## Start the local stack: ENV=dev (one Redis node) or prod (3x2 cluster), + services
 	@$(PY) -m courseredis.local up --env $(ENV)
 
-down: setup ## Stop the local stack (services and Redis) and remove its data
+down: setup ## Stop the local stack (services and Redis) and remove its data; end a rehearsal
 	@$(PY) -m courseredis.local down
+	@if [ -e .local/rehearsal/current.json ]; then $(PY) -m courseredis.rehearsal down; fi
 
 status: setup ## Show the local stack and its health
 	@$(PY) -m courseredis.local status
@@ -73,3 +74,10 @@ pytest: setup ## The test suite only (real redis-server processes, started by th
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest ## Everything CI checks: lint, types, tests
+
+# The deploy rehearsal: what `pulumi up -s $(ENV)` applies, on podman containers built from
+# the Dockerfile (rootful; scripts/setup.sh installs podman). KEEP=1 leaves it running until
+# `make down`; reports/rehearsal/<env>/summary.json says what passed and what it cannot honour.
+.PHONY: rehearse
+rehearse: setup ## Rehearse `pulumi up -s ENV` on podman (KEEP=1 leaves it; make down)
+	@$(PY) -m courseredis.rehearsal up --env $(ENV) $(if $(KEEP),--keep) $(if $(IMAGE_FROM),--image-from $(IMAGE_FROM))

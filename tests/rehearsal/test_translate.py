@@ -106,7 +106,8 @@ def test_command_replaces_the_entrypoint_and_args_the_cmd(prod: Plan):
 
 def test_security_context_becomes_podman_options(prod: Plan):
     redis = prod.workload("StatefulSet", "redis")
-    args = create_args(redis.template.containers[0], redis.template, "pod", "c", "/env", [], {})
+    args = create_args(redis.template.containers[0], redis.template, "pod", "c", ["A"], [], {})
+    assert args[args.index("--env") + 1] == "A"  # the name only: values never on a command line
     assert args[args.index("--user") + 1] == "999:999"
     assert args[args.index("--group-add") + 1] == "999"  # fsGroup
     assert "--read-only" in args and "no-new-privileges" in args
@@ -134,9 +135,10 @@ def _gateway(objs: list[dict[str, Any]]) -> dict[str, Any]:
     [
         (
             lambda objs: objs.remove(
-                next(o for o in objs if o["metadata"]["name"] == "jwt-signing")
+                next(o for o in objs if o["metadata"]["name"] == "jwt-signing-key")
             ),
-            "Deployment/auth: container auth: env JWT_SECRET: Secret jwt-signing is not declared",
+            "Deployment/auth: container auth: env JWT_PRIVATE_KEY: Secret jwt-signing-key is not "
+            "declared",
         ),
         (
             lambda objs: _gateway(objs)["spec"]["template"]["spec"]["volumes"].append(

@@ -7,7 +7,8 @@ One code path for the rehearsal and for the project's tests (`tests/infra/mocks.
   `infra/__main__.py` as `pulumi up` would, and records every resource registration the
   engine would have received (type, name, inputs with their secrets still wrapped) and the
   stack's exports. A `RandomPassword` gets a fixed, recognisable value in the tests
-  (`fixed_password`) and a real random one in the rehearsal (`random_password`).
+  (`fixed_password`) and a real random one in the rehearsal (`random_password`); a
+  pulumi-tls `PrivateKey` a real, random Ed25519 pair in both (`ed25519_key_state`).
 - `render_chart` is `helm template` in-process: real Helm (helm-python-sdk binds Helm's Go
   SDK), values coalesced over the chart's defaults and checked against its schema.
 - `declared_objects(deployment)` is what reaches the cluster: every plain Kubernetes
@@ -38,6 +39,7 @@ from courseredis.environments import PROJECT_NAME, REPO_ROOT
 
 PROGRAM = REPO_ROOT / "infra" / "__main__.py"
 PASSWORD_TYPE = "random:index/randomPassword:RandomPassword"
+PRIVATE_KEY_TYPE = "tls:index/privateKey:PrivateKey"
 CHART_TYPE = "kubernetes:helm.sh/v4:Chart"
 SECRET_TYPE = "kubernetes:core/v1:Secret"
 HOOK_ANNOTATION = "helm.sh/hook"
@@ -71,6 +73,30 @@ def random_password(name: str, length: int) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
+def ed25519_key_state(algorithm: str) -> dict[str, str]:
+    """What pulumi-tls returns for a new PrivateKey: a real, random Ed25519 pair (the
+    services refuse anything else, and the rehearsal signs real tokens with it)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    if algorithm != "ED25519":
+        raise ValueError(f"the mocks make Ed25519 keys only, not {algorithm}")
+    key = Ed25519PrivateKey.generate()
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public_pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return {
+        "privateKeyPem": private_pem,  # pulumi-tls gives Ed25519 keys as PKCS#8 here too
+        "privateKeyPemPkcs8": private_pem,
+        "publicKeyPem": public_pem,
+    }
+
+
 @dataclass(frozen=True)
 class Registration:
     typ: str
@@ -95,6 +121,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
             value = self.passwords(args.name, int(args.inputs["length"]))
             self.generated[args.name] = value
             state["result"] = value
+        if args.typ == PRIVATE_KEY_TYPE:
+            state |= ed25519_key_state(str(args.inputs["algorithm"]))
+            self.generated[args.name] = state["privateKeyPemPkcs8"]
         return f"{args.name}-id", state
 
     def call(

@@ -96,22 +96,30 @@ class Podman:
         check: bool = True,
         input_bytes: bytes | None = None,
         timeout: float | None = None,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run `podman <args>`; on failure raise PodmanError with its stderr."""
+        """Run `podman <args>`; on failure raise PodmanError with its stderr. `env` is added
+        to podman's own environment (`--env NAME` then copies a value from it: values
+        never appear on a command line, and may hold newlines, as PEM keys do)."""
         if shutil.which(self.executable) is None:
             raise PodmanMissingError(
                 "podman is not installed: run scripts/setup.sh (installs podman, runc, "
                 "netavark and debootstrap from Debian's packages)"
             )
         command = [self.executable, *args]
+        environment = {**self.env, **(env or {})}
         try:
             if input_bytes is None:
                 done = subprocess.run(
-                    command, capture_output=True, text=True, env=self.env, timeout=timeout
+                    command, capture_output=True, text=True, env=environment, timeout=timeout
                 )
             else:
                 raw = subprocess.run(
-                    command, capture_output=True, input=input_bytes, env=self.env, timeout=timeout
+                    command,
+                    capture_output=True,
+                    input=input_bytes,
+                    env=environment,
+                    timeout=timeout,
                 )
                 done = subprocess.CompletedProcess(
                     raw.args,

@@ -47,6 +47,7 @@ from courseredis.rehearsal.translate import (
 # The DNS server is one stdlib-only file, mounted into a Python base image.
 DNS_SCRIPT = Path(__file__).with_name("dns.py")
 BACKOFF_START = 10.0
+REPEATED_FAILURES = 3
 BACKOFF_CAP = 300.0
 TICK = 1.0
 
@@ -139,6 +140,8 @@ class Controller:
         self.events: list[dict[str, Any]] = []
         self.records_dir = state_dir / "dns"
         self.egress_closed = False
+        # (workload, reason) -> how often a pod of it failed to start for that reason.
+        self.start_failures: dict[tuple[str, str], int] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -354,6 +357,9 @@ class Controller:
         except Exception as exc:
             pod.problem = str(exc)
             self._event(f"Pod/{pod.name}", f"start failed: {exc}")
+            key = (pod.workload.label, str(exc))
+            with self.lock:
+                self.start_failures[key] = self.start_failures.get(key, 0) + 1
             if pod.workload.kind == "Job":
                 pod.phase = "Failed"
             else:
@@ -437,14 +443,6 @@ class Controller:
         pod_dir: Path,
     ) -> str:
         env = resolve_env(container, self.plan, facts)
-        env_file = pod_dir / f"{container.name}.env"
-        env_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            for key, value in env.items():
-                if "\n" in value:
-                    raise RehearsalError(f"env {key} holds a newline: podman's env file cannot")
-                handle.write(f"{key}={value}\n")
         volume_args: list[str] = []
         for mount in container.mounts:
             volume_args += self._mount_args(mount, mounts, pod_dir)
@@ -453,12 +451,12 @@ class Controller:
             pod.workload.template,
             pod.pod_id,
             f"{self.prefix}-{pod.name}-{container.name}-{secrets.token_hex(2)}",
-            str(env_file),
+            sorted(env),
             volume_args,
             {LABEL: self.run_id},
         )
         entry, tail = command_line(container, env)
-        return self.podman.run([*args, *entry, *tail]).stdout.strip()
+        return self.podman.run([*args, *entry, *tail], env=env).stdout.strip()
 
     def _volumes(self, pod: PodState) -> dict[str, list[str]]:
         """Prepare every volume of the pod: name -> [kind, source] for `_mount_args`."""
@@ -791,6 +789,16 @@ class Controller:
         while time.monotonic() < deadline:
             if any(job.failed for job in self.jobs.values()):
                 raise RehearsalError("; ".join(self.problems()))
+            with self.lock:
+                repeated = [k for k, n in self.start_failures.items() if n >= REPEATED_FAILURES]
+            if repeated:
+                # The same reason every time: waiting longer cannot help (a kubelet would
+                # report CreateContainerConfigError and retry for ever).
+                raise RehearsalError(
+                    "; ".join(
+                        f"{label}: cannot start a pod: {reason}" for label, reason in repeated
+                    )
+                )
             if not self.problems():
                 return
             time.sleep(1)

@@ -780,12 +780,15 @@ def create_args(
     template: PodTemplate,
     pod_id: str,
     name: str,
-    env_file: str,
+    env_names: list[str],
     volume_args: list[str],
     labels: Mapping[str, str],
 ) -> list[str]:
-    """`podman create` for one container of a pod, its env already in `env_file`."""
-    args = ["create", "--pod", pod_id, "--name", name, "--env-file", env_file]
+    """`podman create` for one container of a pod. Env values are not on the command line:
+    `--env NAME` copies each from podman's environment (`Podman.run(env=...)`)."""
+    args = ["create", "--pod", pod_id, "--name", name]
+    for env_name in env_names:
+        args += ["--env", env_name]
     for key, value in sorted(labels.items()):
         args += ["--label", f"{key}={value}"]
     if container.user is not None or container.group is not None:

@@ -1,0 +1,344 @@
+"""`python -m courseredis.rehearsal up|down|status`: the deploy rehearsal from the shell.
+
+`up --env dev|prod` builds the images, obtains the objects `pulumi up -s <env>` applies,
+starts the controller process (`courseredis.rehearsal.daemon`), waits until everything is
+up, runs the disruptions, writes `reports/rehearsal/<env>/summary.json`, prints a table,
+and removes everything unless `--keep`. It exits non-zero when any step failed. `down`
+ends a kept (or crashed) rehearsal and removes, by id, whatever carries its label.
+
+State lives in `ROOT/.local/rehearsal/` (ROOT: the current directory): `containers.conf`,
+`current.json` (the running rehearsal), and one directory per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from courseredis.environments import ENVIRONMENTS, REPO_ROOT
+from courseredis.rehearsal.daemon import write_json
+from courseredis.rehearsal.images import (
+    ImageBuilder,
+    ImageRecipeError,
+    build_project_image,
+    dockerfile_images,
+    recipe_for,
+)
+from courseredis.rehearsal.podman import LABEL, Podman
+from courseredis.rehearsal.report import Step, print_table, write_summary
+from courseredis.rehearsal.run import sweep
+from courseredis.rehearsal.translate import translate
+
+# prod declares no database of its own (`pulumi config set --secret databaseUrl`): the
+# rehearsal gives it the same stand-in dev uses, a throwaway SQLite file per pod, and says so.
+STAND_IN_DATABASE_URL = "sqlite+aiosqlite:////tmp/courseredis.db"
+
+
+class RehearsalRefused(RuntimeError):
+    """Another rehearsal is running, or the machine lacks what the rehearsal needs."""
+
+
+def state_root(root: Path) -> Path:
+    return root.resolve() / ".local" / "rehearsal"
+
+
+def current_path(root: Path) -> Path:
+    return state_root(root) / "current.json"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    try:
+        return b"courseredis.rehearsal.daemon" in cmdline.read_bytes()
+    except OSError:
+        return False
+
+
+def running(root: Path) -> dict[str, Any] | None:
+    try:
+        current: dict[str, Any] = json.loads(current_path(root).read_text())
+    except (OSError, ValueError):
+        return None
+    return current if _alive(int(current.get("pid", 0))) else None
+
+
+def declared(env: str) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
+    """(objects, stack exports, notes): the program under mocks with real random passwords."""
+    from courseredis.rehearsal.objects import declared_objects, deploy, random_password
+
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    notes = []
+    secrets: dict[str, str] = {}
+    if env == "prod":
+        secrets["databaseUrl"] = STAND_IN_DATABASE_URL
+        notes.append("databaseUrl: a throwaway SQLite file per pod stands in for PostgreSQL")
+    deployment = deploy(env, secrets=secrets, passwords=random_password)
+    result = declared_objects(deployment, cwd=REPO_ROOT)
+    notes += [f"{s.kind}/{s.name}: skipped by Chart v4 ({s.reason})" for s in result.skipped]
+    return result.objects, deployment.exports, notes
+
+
+def wait_status(state_dir: Path, pid: int, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            status = json.loads((state_dir / "status.json").read_text())
+        except (OSError, ValueError):
+            status = {}
+        if status.get("state") in ("ready", "failed", "down"):
+            return status
+        if not _alive(pid):
+            return {**status, "state": "failed", "error": status.get("error") or "controller died"}
+        time.sleep(1)
+    return {**status, "state": "failed", "error": f"not up after {timeout:.0f} s"}
+
+
+def request(state_dir: Path, document: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
+    requests = state_dir / "requests"
+    number = len(list(requests.glob("*.json")))
+    path = requests / f"{number:03d}.json"
+    write_json(path, document)
+    done = path.with_name(path.stem + ".done.json")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if done.exists():
+            result: dict[str, Any] = json.loads(done.read_text())
+            return result
+        time.sleep(0.5)
+    return {"ok": False, "error": f"no answer in {timeout:.0f} s"}
+
+
+def stop_daemon(state_dir: Path, pid: int, timeout: float = 180) -> None:
+    if not _alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.5)
+
+
+def up(env: str, root: Path, keep: bool, timeout: float, image_from: str | None) -> int:
+    if os.geteuid() != 0:
+        raise RehearsalRefused("the rehearsal runs rootful podman: run it as root")
+    other = running(root)
+    if other is not None:
+        raise RehearsalRefused(
+            f"a rehearsal of {other['env']} is running (controller pid {other['pid']}); "
+            "`make down` removes it"
+        )
+    steps: list[Step] = []
+    podman = Podman(state_root(root))
+    started = time.monotonic()
+    objects, exports, notes = declared(env)
+    plan = translate(objects)
+    steps.append(
+        Step(
+            "objects",
+            True,
+            {"objects": len(objects), "seconds": round(time.monotonic() - started, 1)},
+        )
+    )
+
+    run_id = os.urandom(3).hex()
+    # The images no recipe makes are the project's: built from the Dockerfile.
+    own = [i for i in plan.images if not _has_recipe(i)]
+    if len(own) > 1:
+        raise RehearsalRefused(f"several images come from no recipe: {own}; one expected")
+    project_image = own[0] if own else None
+    bases = [i for i in plan.images if i != project_image]
+    started = time.monotonic()
+    built = ImageBuilder(podman).ensure(
+        [*dockerfile_images((REPO_ROOT / "Dockerfile").read_text()), *bases]
+    )
+    image_ids: list[str] = []
+    if project_image is not None:
+        image_ids.append(
+            build_project_image(
+                podman, REPO_ROOT, project_image, run_id=run_id, revision=image_from
+            )
+        )
+    steps.append(
+        Step(
+            "images",
+            True,
+            {
+                "seconds": round(time.monotonic() - started, 1),
+                "base_images": {
+                    b.reference: {"rebuilt": b.built, "provides": b.provides} for b in built
+                },
+                "project_image": project_image,
+            },
+        )
+    )
+
+    state_dir = state_root(root) / f"{env}-{run_id}"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    write_json(state_dir / "objects.json", {"objects": objects})
+    write_json(state_dir / "meta.json", {"run_id": run_id, "env": env, "timeout": timeout})
+    log = (state_dir / "controller.log").open("w")
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "courseredis.rehearsal.daemon", "--state-dir", str(state_dir)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=root,
+    )
+    write_json(
+        current_path(root),
+        {
+            "env": env,
+            "pid": daemon.pid,
+            "run_id": run_id,
+            "state_dir": str(state_dir),
+            "images": image_ids,
+        },
+    )
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    failed = True
+    try:
+        status = wait_status(state_dir, daemon.pid, timeout + 60)
+        up_ok = status.get("state") == "ready"
+        steps.append(
+            Step(
+                "up",
+                up_ok,
+                {
+                    "seconds": status.get("up_seconds"),
+                    "pods": len(status.get("pods", {})),
+                    "error": status.get("error", ""),
+                },
+            )
+        )
+        if up_ok:
+            steps += disruptions(state_dir, plan)
+        failed = not all(step.passed for step in steps)
+    finally:
+        unhonoured = [str(u) for u in plan.unhonoured]
+        summary = write_summary(
+            REPO_ROOT / "reports" / "rehearsal" / env, env, steps, unhonoured, notes, exports
+        )
+        print_table(steps, summary)
+        if not keep or failed:
+            if keep:
+                print("rehearsal: a step failed, so it is not kept", file=sys.stderr)
+            down(root)
+        else:
+            print(
+                f"rehearsal: {env} kept (controller pid {daemon.pid}); `make down` removes it",
+                file=sys.stderr,
+            )
+    return 1 if failed else 0
+
+
+def _has_recipe(image: str) -> bool:
+    try:
+        recipe_for(image)
+    except ImageRecipeError:
+        return False
+    return True
+
+
+def disruptions(state_dir: Path, plan: Any) -> list[Step]:
+    steps: list[Step] = []
+    status = json.loads((state_dir / "status.json").read_text())
+    pods = status.get("pods", {})
+    redis = sorted(n for n, p in pods.items() if p["workload"] == "StatefulSet/redis")
+    gateway = sorted(n for n, p in pods.items() if p["workload"] == "Deployment/gateway")
+    cases = []
+    if redis:
+        cases.append(("delete one Redis pod", {"action": "delete", "pods": redis[:1]}))
+        cases.append(("delete every Redis pod", {"action": "delete", "pods": redis}))
+        cases.append(
+            ("rolling restart of Redis", {"action": "rollout", "workload": "StatefulSet/redis"})
+        )
+    if gateway:
+        cases.append(("delete a gateway pod", {"action": "delete", "pods": gateway[:1]}))
+    for name, document in cases:
+        result = request(state_dir, document)
+        figures: dict[str, Any] = {k: v for k, v in result.items() if k != "ok"}
+        passed = bool(result.get("ok")) and bool(figures.get("all_new_ips", True))
+        steps.append(Step(name, passed, figures))
+    return steps
+
+
+def down(root: Path) -> int:
+    """End the running rehearsal (its controller removes what it made), then sweep by label
+    whatever a crashed run left; remove the project images it built, by id."""
+    podman = Podman(state_root(root))
+    try:
+        current: dict[str, Any] = json.loads(current_path(root).read_text())
+    except (OSError, ValueError):
+        current = {}
+    if current:
+        stop_daemon(Path(current["state_dir"]), int(current.get("pid", 0)))
+    problems = sweep(podman)
+    for image in current.get("images", []):
+        podman.run(["image", "rm", "--force", image], check=False)
+    leftover = podman.run(
+        ["ps", "--all", "--filter", f"label={LABEL}", "--format", "{{.ID}}"], check=False
+    ).stdout.split()
+    current_path(root).unlink(missing_ok=True)
+    if problems or leftover:
+        print(f"rehearsal: down left {leftover} ({'; '.join(problems)})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def status(root: Path) -> int:
+    current = running(root)
+    if current is None:
+        print("no rehearsal is running")
+        return 0
+    document = json.loads((Path(current["state_dir"]) / "status.json").read_text())
+    print(f"rehearsal {current['env']}: {document.get('state')} (pid {current['pid']})")
+    for name, pod in sorted(document.get("pods", {}).items()):
+        print(f"  {name:40} {pod['ip']:15} {'ready' if pod['ready'] else pod['phase']}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m courseredis.rehearsal")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up_parser = commands.add_parser("up", help="rehearse a stack's deploy")
+    up_parser.add_argument("--env", choices=ENVIRONMENTS, default="dev")
+    up_parser.add_argument("--keep", action="store_true", help="leave it running")
+    up_parser.add_argument("--timeout", type=float, default=420.0)
+    up_parser.add_argument(
+        "--image-from", default=None, help="build the project image from this git revision"
+    )
+    commands.add_parser("down", help="remove the running rehearsal")
+    commands.add_parser("status", help="show the running rehearsal")
+    options = parser.parse_args(argv)
+    root = Path.cwd()
+    try:
+        if options.command == "up":
+            return up(options.env, root, options.keep, options.timeout, options.image_from)
+        if options.command == "down":
+            return down(root)
+        return status(root)
+    except RehearsalRefused as exc:
+        print(f"rehearsal: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        down(root)
+        return 130

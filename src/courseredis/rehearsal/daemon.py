@@ -1,0 +1,180 @@
+"""The rehearsal's controller as a process of its own, so a kept rehearsal (`KEEP=1`) lives on
+after `make rehearse` returns, and `make down` can end it.
+
+`python -m courseredis.rehearsal.daemon --state-dir DIR` reads `DIR/objects.json` (written
+by the command line, mode 0600: it holds the generated passwords), runs the Controller,
+and rewrites `DIR/status.json` every second. Requests arrive as `DIR/requests/<n>.json`
+(`{"action": "delete", "pods": [...]}` or `{"action": "rollout", "workload": "StatefulSet/redis"}`)
+and are answered in `<n>.done.json`. SIGTERM (or SIGINT) removes everything it created.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from courseredis.rehearsal.podman import Podman
+from courseredis.rehearsal.run import Controller, RehearsalError
+from courseredis.rehearsal.translate import translate
+
+UP_TIMEOUT = 420.0
+
+
+def write_json(path: Path, document: Any) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(document, handle, indent=1)
+    os.replace(temporary, path)
+
+
+def controller_workload(controller: Controller, known: dict[str, Any], pod: str) -> str:
+    return str(known.get(pod) or "")
+
+
+def handle_request(controller: Controller, request: dict[str, Any]) -> dict[str, Any]:
+    action = request.get("action")
+    started = time.monotonic()
+    if action == "delete":
+        pods_now = controller.status()["pods"]
+        before = {name: pods_now.get(name, {}).get("ip") for name in request["pods"]}
+        before_workloads = {
+            name: pods_now.get(name, {}).get("workload") for name in request["pods"]
+        }
+        threads = [
+            threading.Thread(target=controller.delete_pod, args=(name,)) for name in request["pods"]
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        deleted = time.monotonic() - started
+        controller.wait_ready(float(request.get("timeout", UP_TIMEOUT)))
+        workloads = {controller_workload(controller, before_workloads, n) for n in request["pods"]}
+        now = controller.status()["pods"]
+        after = {n: p["ip"] for n, p in now.items() if p["workload"] in workloads}
+        return {
+            "deleted_seconds": round(deleted, 2),
+            "ready_seconds": round(time.monotonic() - started, 2),
+            "old_ips": before,
+            "new_ips": after,
+            "all_new_ips": not (set(before.values()) & set(after.values())),
+        }
+    if action == "rollout":
+        kind, name = request["workload"].split("/", 1)
+        workload = controller.plan.workload(kind, name)
+        order = sorted(
+            (p for p in controller.status()["pods"] if controller.pods[p].workload is workload),
+            key=lambda n: -controller.pods[n].index,
+        )
+        steps = []
+        # A StatefulSet's RollingUpdate: highest ordinal first, each back and ready before
+        # the next goes.
+        for pod_name in order:
+            step_started = time.monotonic()
+            controller.delete_pod(pod_name)
+            controller.wait_ready(float(request.get("timeout", UP_TIMEOUT)))
+            steps.append({"pod": pod_name, "seconds": round(time.monotonic() - step_started, 2)})
+        return {"steps": steps, "seconds": round(time.monotonic() - started, 2)}
+    raise RehearsalError(f"unknown request {action!r}")
+
+
+def serve(state_dir: Path) -> int:
+    objects = json.loads((state_dir / "objects.json").read_text())
+    meta = json.loads((state_dir / "meta.json").read_text())
+    plan = translate(objects["objects"], objects.get("cluster_domain", "cluster.local"))
+    podman = Podman(state_dir.parent)
+    log_lines: list[str] = []
+
+    def log(line: str) -> None:
+        log_lines.append(line)
+        print(line, flush=True)
+
+    controller = Controller(plan, podman, state_dir, run_id=meta["run_id"], log=log)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    status: dict[str, Any] = {"state": "starting", "pid": os.getpid()}
+    write_json(state_dir / "status.json", status)
+    requests = state_dir / "requests"
+    requests.mkdir(exist_ok=True)
+    code = 0
+    try:
+        started = time.monotonic()
+        controller.up()
+        ready_error = ""
+        ready = threading.Event()
+
+        def wait() -> None:
+            nonlocal ready_error
+            try:
+                controller.wait_ready(float(meta.get("timeout", UP_TIMEOUT)))
+            except RehearsalError as exc:
+                ready_error = str(exc)
+            ready.set()
+
+        threading.Thread(target=wait, daemon=True).start()
+        while not stopping.is_set():
+            state = "starting"
+            if ready.is_set():
+                state = "failed" if ready_error else "ready"
+            status = {
+                "state": state,
+                "pid": os.getpid(),
+                "error": ready_error,
+                "up_seconds": round(time.monotonic() - started, 1),
+                **controller.status(),
+                "events": controller.events[-200:],
+            }
+            write_json(state_dir / "status.json", status)
+            if state == "ready":
+                for request_path in sorted(requests.glob("*.json")):
+                    if request_path.name.endswith(".done.json"):
+                        continue
+                    done_path = request_path.with_name(request_path.stem + ".done.json")
+                    if done_path.exists():
+                        continue
+                    request = json.loads(request_path.read_text())
+                    try:
+                        result = {"ok": True, **handle_request(controller, request)}
+                    except Exception as exc:
+                        result = {"ok": False, "error": str(exc)}
+                    write_json(done_path, result)
+            stopping.wait(1.0)
+    except Exception as exc:
+        code = 1
+        status = {"state": "failed", "pid": os.getpid(), "error": str(exc)}
+        traceback.print_exc()
+        write_json(state_dir / "status.json", status)
+    finally:
+        try:
+            controller.down()
+            write_json(state_dir / "status.json", {**status, "state": "down"})
+        except Exception as exc:
+            code = 1
+            write_json(state_dir / "status.json", {**status, "state": "down", "error": str(exc)})
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m courseredis.rehearsal.daemon")
+    parser.add_argument("--state-dir", type=Path, required=True)
+    options = parser.parse_args(argv)
+    sys.exit(serve(options.state_dir))
+
+
+if __name__ == "__main__":
+    main()
