@@ -68,7 +68,9 @@ pulumi.export(
         "redisAcl": values.SECRETS.acl,
         "redisExporter": values.SECRETS.exporter,
         "redisUsers": {s: values.SECRETS.service(s) for s in redis.service_passwords},
-        "jwt": values.SECRETS.jwt,
+        "redisLoadtest": values.SECRETS.loadtest,
+        "jwtSigningKey": values.SECRETS.jwt_private,
+        "jwtPublicKeys": values.SECRETS.jwt_public,
         "database": values.SECRETS.database,
     },
 )

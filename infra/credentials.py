@@ -1,11 +1,11 @@
 """The Redis ACL file the program stores in a Secret: the package's users, replication and
 the exporter.
 
-`courseredis.acl.all_users` is the one definition of the admin and the per-service users,
-`courseredis.redis_config.replication_user` the one of the account replicas authenticate
-with (the local stack's cluster uses it too); the metrics exporter is the only account
-Kubernetes adds, so it is declared here, with the read-only commands `redis_exporter` sends
-and no keys at all.
+`courseredis.acl.all_users` is the one definition of the admin, the per-service users and
+the redis_direct load suite's, `courseredis.redis_config.replication_user` the one of the
+account replicas authenticate with (the local stack's cluster uses it too); the metrics
+exporter is the only account Kubernetes adds, so it is declared here, with the read-only
+commands `redis_exporter` sends and no keys at all.
 """
 
 from __future__ import annotations
@@ -59,10 +59,11 @@ def acl_file(
     service_passwords: Mapping[str, str],
     exporter_password: str,
     replication_password: str,
+    loadtest_password: str,
 ) -> str:
-    """The whole ACL file: `default` off, the admin, one user per service, replication and
-    the exporter."""
-    users = all_users(admin_password, service_passwords)
+    """The whole ACL file: `default` off, the admin, one user per service, the redis_direct
+    load suite's, replication and the exporter."""
+    users = all_users(admin_password, service_passwords, loadtest_password)
     for name in (EXPORTER_USER, REPLICATION_USER):
         if name in users:
             raise ValueError(f"a service may not be called {name!r}")

@@ -21,19 +21,20 @@ from courseredis.environments import StackConfigError
 from infra.kube import REPO_ROOT
 from infra.settings import ImageRef, StackSettings
 from infra.values import (
+    LOAD_METRICS_SERVICES,
     REPO_CHARTS,
     SECRETS,
-    SERVICE_PORT,
     TEST_CLIENT_LABELS,
     gateway_service,
     redis_nodes,
     redis_url,
+    service_metrics_url,
 )
 
 LOCUST_CHART = f"{REPO_CHARTS}/locust"
 LOCUST_RELEASE = "locust"
 LOADTESTS = REPO_ROOT / "loadtests"
-SUITES = ("rate_limiting", "lock_contention", "cache_hit_ratio", "redis_direct")
+SUITES = ("rate_limiting", "lock_contention", "cache_hit_ratio", "redis_direct", "login_burst")
 # What a run imports, as paths under loadtests/: the suites and the modules they share,
 # the `loadtests.common` package whole (not the `make load` driver).
 LOCUSTFILES = (
@@ -169,9 +170,9 @@ def locust_chart_values(
         "mode": settings.redis.mode,
         "url": "" if settings.redis.mode == "cluster" else redis_url(settings),
         "clusterNodes": ",".join(redis_nodes(settings)) if settings.redis.mode == "cluster" else "",
-        # The admin account may touch every pattern's keys; the patterns' own users could
-        # not share one Secret. Its password stays in the Secret.
-        "secretName": SECRETS.admin if redis_direct else "",
+        # The suite's own ACL user (courseredis.acl.loadtest_user): its patterns' commands
+        # on the suite's own keys, never the admin. Its password stays in the Secret.
+        "secretName": SECRETS.loadtest if redis_direct else "",
     }
     return {
         "nameOverride": LOCUST_RELEASE,
@@ -191,10 +192,10 @@ def locust_chart_values(
         "runTime": loadtest.run_time,
         "env": dict(loadtest.env),
         "credentialsSecret": {"name": loadtest.credentials_secret, "key": "credentials.json"},
+        # On the services' metrics port, which their NetworkPolicies open to the test
+        # clients for these services only (LOAD_METRICS_SERVICES).
         "metricsUrls": {
-            name: f"http://{name}.{settings.namespace}.svc.{settings.cluster_domain}:"
-            f"{SERVICE_PORT}/metrics"
-            for name in ("courses", "enrollments")
+            name: service_metrics_url(settings, name) for name in LOAD_METRICS_SERVICES
         },
         "redis": redis,
         "workers": {

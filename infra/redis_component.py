@@ -6,6 +6,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from courseredis.acl import LOADTEST_USER
 from courseredis.services import registry
 from infra.credentials import acl_file
 from infra.kube import chart_path, secret
@@ -43,6 +44,7 @@ class RedisComponent(pulumi.ComponentResource):
     service_passwords: dict[str, pulumi.Output[str]]
     exporter_password: pulumi.Output[str]
     replication_password: pulumi.Output[str]
+    loadtest_password: pulumi.Output[str]
     chart: k8s.helm.v4.Chart
 
     def __init__(
@@ -61,6 +63,9 @@ class RedisComponent(pulumi.ComponentResource):
             service: generated_password(f"{name}-{service}-password", self)
             for service in registry.NAMES
         }
+        # The redis_direct load suite's own user (courseredis.acl.loadtest_user), in every
+        # stack: switching the load suite on must not change the ACL file Redis runs with.
+        self.loadtest_password = generated_password(f"{name}-loadtest-password", self)
 
         credentials = [
             secret(
@@ -90,6 +95,12 @@ class RedisComponent(pulumi.ComponentResource):
                 )
                 for service, password in self.service_passwords.items()
             ),
+            secret(
+                self,
+                SECRETS.loadtest,
+                namespace,
+                {"username": LOADTEST_USER, "password": self.loadtest_password},
+            ),
         ]
         # Rendered inside apply, from the secret outputs: the file holds every password, so
         # it must never exist as a plain value in the program or its state.
@@ -97,13 +108,15 @@ class RedisComponent(pulumi.ComponentResource):
             self.admin_password,
             self.exporter_password,
             self.replication_password,
+            self.loadtest_password,
             *self.service_passwords.values(),
         ).apply(
             lambda passwords: acl_file(
                 admin_password=passwords[0],
                 exporter_password=passwords[1],
                 replication_password=passwords[2],
-                service_passwords=dict(zip(self.service_passwords, passwords[3:], strict=True)),
+                loadtest_password=passwords[3],
+                service_passwords=dict(zip(self.service_passwords, passwords[4:], strict=True)),
             )
         )
         acl = secret(self, SECRETS.acl, namespace, {ACL_FILE_KEY: pulumi.Output.secret(acl_text)})

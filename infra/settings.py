@@ -109,6 +109,40 @@ class Ingress(StackConfigModel):
         return self
 
 
+class JwtKeys(StackConfigModel):
+    """The Ed25519 key pairs access tokens are signed with, by generation number.
+
+    The program generates one key pair per generation in `published` (pulumi-tls, kept in
+    the stack's state) and gives every service their public keys (JWT_PUBLIC_KEYS), and
+    the signing service alone the private key of `signing` (JWT_PRIVATE_KEY). A rotation
+    is three `pulumi up`s, as docs/security.md describes:
+    `published: [1, 2]` (publish the new key), then `signing: 2` (sign with it), then,
+    after the access-token lifetime, `published: [2]` (the old pair leaves the state).
+    """
+
+    # Not strict: YAML has lists, not tuples; the items are still strict ints.
+    published: tuple[int, ...] = Field(strict=False)
+    signing: int
+
+    @field_validator("published")
+    @classmethod
+    def _generations(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        # Two at most: the rotation needs the old and the new key side by side, no more.
+        if not 1 <= len(value) <= 2 or len(set(value)) != len(value):
+            raise ValueError("one key generation, or two during a rotation, e.g. [1, 2]")
+        if any(isinstance(n, bool) or n < 1 for n in value):
+            raise ValueError("generations are positive integers")
+        return value
+
+    @model_validator(mode="after")
+    def _signing_is_published(self) -> Self:
+        # Tokens signed with a key the verifiers lack would all be refused (auth refuses
+        # to start that way too; better to say so at `pulumi up`).
+        if self.signing not in self.published:
+            raise ValueError(f"signing ({self.signing}) must be one of published")
+        return self
+
+
 class ServicesDeployment(StackConfigModel):
     replicas: int  # per service; the HPA's minimum when max_replicas is larger
     max_replicas: int
@@ -118,6 +152,7 @@ class ServicesDeployment(StackConfigModel):
     ephemeral_database: bool
     service_monitor: bool
     ingress: Ingress
+    jwt_keys: JwtKeys
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -130,6 +165,28 @@ class ServicesDeployment(StackConfigModel):
     def _replica_range(self) -> Self:
         if not 1 <= self.replicas <= self.max_replicas:
             raise ValueError("needs 1 <= replicas <= maxReplicas")
+        return self
+
+    @model_validator(mode="after")
+    def _published_safely(self) -> Self:
+        ingress = self.ingress
+        if not ingress.enabled:
+            return self
+        if not self.trusted_proxies:
+            # Behind an ingress every connection comes from the controller's pods: with no
+            # proxy trusted, the gateway sees one client, so each per-IP limit becomes one
+            # global bucket and a few bad logins lock every user out.
+            raise ValueError(
+                "ingress.enabled needs trustedProxies: the ingress controller's pod CIDR(s), "
+                "whose X-Forwarded-For the gateway believes; with [] every client would be "
+                "the controller's address and share one login limit"
+            )
+        if ingress.tls_secret is None:
+            # Passwords and bearer tokens would cross the network in clear.
+            raise ValueError(
+                "ingress.enabled needs ingress.tlsSecret: a kubernetes.io/tls Secret for "
+                "the host (logins and tokens must not travel in clear)"
+            )
         return self
 
     @property

@@ -23,6 +23,7 @@ from courseredis.redis_config import (
     REPLICATION_USER,
 )
 from courseredis.services import registry
+from courseredis.services.settings import METRICS_PORT as DEFAULT_METRICS_PORT
 from infra.settings import StackSettings
 
 REPO_CHARTS = "charts"
@@ -35,6 +36,9 @@ REDIS_NAME = "redis"
 REDIS_PORT = 6379
 CLUSTER_BUS_PORT = 16379
 SERVICE_PORT = 8000
+# Where each service serves /metrics (METRICS_PORT), apart from SERVICE_PORT: the services'
+# own default, so the chart and a service started by hand agree.
+METRICS_PORT = DEFAULT_METRICS_PORT
 
 ADMIN_USER = DEFAULT_ADMIN_USER
 EXPORTER_USER = "exporter"
@@ -51,8 +55,12 @@ class SecretNames:
     exporter: str = "redis-exporter"  # username, password: the metrics sidecar
     replication: str = "redis-replication"  # username, password: replicas to their master
     acl: str = "redis-acl"  # users.acl: the ACL file every Redis node loads
-    jwt: str = "jwt-signing"  # secret: the services' HS256 key
-    database: str = "database"  # url: the services' DATABASE_URL
+    loadtest: str = "redis-loadtest"  # username, password: the redis_direct load suite
+    # private-key.pem: the key access tokens are signed with (the signing service only)
+    jwt_private: str = "jwt-signing-key"
+    # public-keys.pem: the keys access tokens are verified with (every service)
+    jwt_public: str = "jwt-public-keys"
+    database: str = "database"  # url: DATABASE_URL of the services that use the database
 
     def service(self, service: str) -> str:
         """The Secret (username, password) of one service's ACL user."""
@@ -61,10 +69,16 @@ class SecretNames:
 
 SECRETS = SecretNames()
 ACL_FILE_KEY = "users.acl"
+JWT_PRIVATE_KEY_FILE = "private-key.pem"
+JWT_PUBLIC_KEYS_FILE = "public-keys.pem"
 
 # The labels of the pods allowed to call the services directly (the services chart's
 # NetworkPolicies admit them besides the gateway): the Locust pods and in-cluster smoke runs.
 TEST_CLIENT_LABELS = {"course-redis/test-client": "true"}
+# The services whose /metrics the HTTP load suites read (server-side figures: courses' cache
+# counters, enrollments' lock wait): the Locust chart's URLs and the services chart's
+# NetworkPolicies, which admit the test clients to these services' metrics port only.
+LOAD_METRICS_SERVICES = ("courses", "enrollments")
 
 
 # --- Redis ----------------------------------------------------------------------------------
@@ -212,11 +226,15 @@ def gateway_url(settings: StackSettings) -> str:
 
 
 def services_chart_values(settings: StackSettings) -> dict[str, Any]:
-    """The services chart's values for a stack (merged by Helm over `values.yaml`)."""
+    """The services chart's values for a stack (merged by Helm over `values.yaml`).
+
+    The services come from the registry, each with what its record says it needs (the
+    database, the signing key, replica acknowledgements): the chart names none of them.
+    """
     services = settings.services
     ingress = services.ingress
     per_service = {
-        name: {
+        s.name: {
             "replicas": services.replicas,
             "autoscaling": {
                 "enabled": services.autoscaling,
@@ -224,9 +242,12 @@ def services_chart_values(settings: StackSettings) -> dict[str, Any]:
                 "maxReplicas": services.max_replicas,
             },
             "podDisruptionBudget": {"enabled": services.replicas > 1},
-            "redisSecret": SECRETS.service(name),
+            "redisSecret": SECRETS.service(s.name),
+            "usesDatabase": s.uses_database,
+            "signsTokens": s.signs_tokens,
+            "waitsForReplicas": s.waits_for_replicas,
         }
-        for name in registry.NAMES
+        for s in registry.SERVICES
     }
     redis: dict[str, Any] = {"mode": settings.redis.mode, "tls": settings.tls.enabled}
     if settings.redis.mode == "cluster":
@@ -239,12 +260,17 @@ def services_chart_values(settings: StackSettings) -> dict[str, Any]:
     return {
         "image": image_values(settings),
         "port": SERVICE_PORT,
+        "metricsPort": METRICS_PORT,
         "logLevel": services.log_level,
         "services": per_service,
         "redis": redis,
         "database": {"secretName": SECRETS.database, "key": "url"},
-        "jwt": {"secretName": SECRETS.jwt, "key": "secret"},
+        "jwt": {
+            "publicKeys": {"secretName": SECRETS.jwt_public, "key": JWT_PUBLIC_KEYS_FILE},
+            "privateKey": {"secretName": SECRETS.jwt_private, "key": JWT_PRIVATE_KEY_FILE},
+        },
         "gateway": {
+            "service": registry.PUBLIC,
             "upstreams": {s.name: service_url(s.name) for s in registry.UPSTREAMS},
             "trustedProxies": list(services.trusted_proxies),
             "ingress": {
@@ -259,8 +285,15 @@ def services_chart_values(settings: StackSettings) -> dict[str, Any]:
         "networkPolicy": {
             "enabled": settings.redis_deployment.network_policy,
             "testClientLabels": dict(TEST_CLIENT_LABELS),
+            "testClientMetrics": list(LOAD_METRICS_SERVICES),
         },
     }
+
+
+def service_metrics_url(settings: StackSettings, service: str) -> str:
+    """A service's /metrics, through its Service's metrics port."""
+    host = f"{service}.{settings.namespace}.svc.{settings.cluster_domain}"
+    return f"http://{host}:{METRICS_PORT}/metrics"
 
 
 def ephemeral_database_url() -> str:

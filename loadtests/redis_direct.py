@@ -6,21 +6,24 @@ size the Redis layer alone. Every call is reported to Locust with `events.reques
 
 One user class per pattern (pick some by name, as above, or run them all):
 
-| user | pattern | Redis user | checked at the end |
-|---|---|---|---|
-| `RateLimitRedisUser` | `RateLimiter`, all four algorithms | gateway | admitted-over-limit = 0 |
-| `LockRedisUser` | `Lock`, a few hot keys | enrollments | no two owners at once |
-| `CacheRedisUser` | `CourseCache`, Zipf reads, invalidations | courses | hit ratio vs ideal |
-| `BlacklistRedisUser` | `Blacklist`: revoke, check | auth, gateway | answers right |
-| `RefreshRedisUser` | `RefreshTokens`: issue, rotate, revoke | auth | answers right |
-| `SessionRedisUser` | `Sessions`: create, touch, read, delete | auth | answers right |
-| `IdempotencyRedisUser` | `Idempotency`: claim, complete, claim again | courses | answers right |
+| user | pattern | checked at the end |
+|---|---|---|
+| `RateLimitRedisUser` | `RateLimiter`, all four algorithms | admitted-over-limit = 0 |
+| `LockRedisUser` | `Lock`, a few hot keys | no two owners at once |
+| `CacheRedisUser` | `CourseCache`, Zipf reads, invalidations | hit ratio vs ideal |
+| `BlacklistRedisUser` | `Blacklist`: revoke, check | answers right |
+| `RefreshRedisUser` | `RefreshTokens`: issue, rotate, revoke | answers right |
+| `SessionRedisUser` | `Sessions`: create, touch, read, delete | answers right |
+| `IdempotencyRedisUser` | `Idempotency`: claim, complete, claim again | answers right |
 
-Each pattern connects as the ACL user of the service that owns it (the local stack's,
-from stack.json; or `REDIS_URL`/`REDIS_CLUSTER_NODES`, `REDIS_USERNAME`, `REDIS_PASSWORD`),
-so the run obeys the same ACLs as the services. Ids are drawn from far above anything the
-services use (4e9 and up, random UUIDs) and every key keeps its schema TTL; refresh
-families and sessions are deleted at the end of their round.
+The suite connects as its own ACL user, `loadtest` (`courseredis.acl.loadtest_user`; the
+local stack's from stack.json, or `REDIS_URL`/`REDIS_CLUSTER_NODES`, `REDIS_USERNAME`,
+`REDIS_PASSWORD`, which the Locust chart takes from the `redis-loadtest` Secret), never the
+admin: it may run its patterns' commands on its own keys and nothing else. So every key it
+makes is built from `courseredis.acl`'s load-test identifiers, which that user's key globs
+come from too: integer ids from 4e9 up (below 5e9), UUIDs starting `10ad7e57`, route and
+consumer names starting `loadtest`. Every key keeps its schema TTL; refresh families and
+sessions are deleted at the end of their round.
 """
 
 from __future__ import annotations
@@ -29,12 +32,12 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import gevent  # type: ignore[import-untyped]
 from locust import User, constant, task
 
-from courseredis import keys
+from courseredis import acl, keys
 from courseredis.connection import SyncClient, create_client
 from courseredis.patterns import (
     Algorithm,
@@ -70,7 +73,7 @@ from loadtests.common.run_state import RunState, state
 from loadtests.common.suite import Suite
 
 T = TypeVar("T")
-BASE_ID = 4_000_000_000  # above every id the services hand out
+BASE_ID = acl.LOADTEST_ID_BASE  # above every id the services hand out
 POLICIES = {
     algorithm: Policy.of(
         (20, timedelta(seconds=1)), (300, timedelta(seconds=60)), algorithm=algorithm
@@ -83,12 +86,13 @@ class WrongAnswer(AssertionError):
     """A pattern answered something its contract rules out: a failed request."""
 
 
-def redis_client(run: RunState, service: str) -> SyncClient:
-    """One client (one connection pool) per service per process, shared by its users."""
-    clients: dict[str, SyncClient] = run.extras.setdefault("redis_clients", {})
-    if service not in clients:
-        clients[service] = create_client(target.redis_settings(run.stack, service))
-    return clients[service]
+def redis_client(run: RunState) -> SyncClient:
+    """One client (one connection pool) per process, as the suite's ACL user, shared."""
+    client: SyncClient | None = run.extras.get("redis_client")
+    if client is None:
+        client = create_client(target.redis_settings(run.stack))
+        run.extras["redis_client"] = client
+    return client
 
 
 class RedisUser(User):
@@ -96,11 +100,10 @@ class RedisUser(User):
 
     abstract = True
     wait_time = constant(0)
-    service: ClassVar[str] = "gateway"
 
     def on_start(self) -> None:
         self.ctx = state()
-        self.redis = redis_client(self.ctx, self.service)
+        self.redis = redis_client(self.ctx)
 
     def timed(self, name: str, call: Callable[[], T]) -> tuple[T | None, float, float]:
         """Run `call`, report it as a request named `name`; (result, sent, answered)."""
@@ -130,17 +133,15 @@ def check(condition: bool, what: str) -> None:
 class RateLimitRedisUser(RedisUser):
     """Hammers keys of its own with each algorithm; every decision is kept for the check."""
 
-    service = "gateway"
-
     def on_start(self) -> None:
         super().on_start()
         self.limiter = RateLimiter(self.redis)
-        self.user = BASE_ID + self.ctx.rng.randrange(10**9)
+        self.user = BASE_ID + self.ctx.rng.randrange(acl.LOADTEST_ID_LIMIT - BASE_ID)
 
     @task
     def hit(self) -> None:
         algorithm = self.ctx.rng.choice(list(Algorithm))
-        key = keys.ratelimit_user(self.user, f"loadtest.{algorithm.value}")
+        key = keys.ratelimit_user(self.user, f"{acl.LOADTEST_NAME}.{algorithm.value}")
         decision, sent, answered = self.timed(
             f"ratelimit.hit {algorithm.value}",
             lambda: self.limiter.hit(key, POLICIES[algorithm]),
@@ -154,7 +155,6 @@ class RateLimitRedisUser(RedisUser):
 class LockRedisUser(RedisUser):
     """Several owners contend for a few keys; each holding is kept for the exclusion check."""
 
-    service = "enrollments"
     HOT_KEYS = 3
 
     def on_start(self) -> None:
@@ -186,7 +186,6 @@ class LockRedisUser(RedisUser):
 class CacheRedisUser(RedisUser):
     """Zipf reads through get-or-load (a 2 ms loader) and a few invalidations."""
 
-    service = "courses"
     COURSES = 200
 
     def on_start(self) -> None:
@@ -221,19 +220,17 @@ class CacheRedisUser(RedisUser):
 class BlacklistRedisUser(RedisUser):
     """Revoke a token id (as auth), then check it and an unrevoked one (as the gateway)."""
 
-    service = "auth"
-
     def on_start(self) -> None:
         super().on_start()
         self.writer = Blacklist(self.redis)
-        self.reader = Blacklist(redis_client(self.ctx, "gateway"))
+        self.reader = Blacklist(self.redis)
 
     @task
     def revoke_and_check(self) -> None:
-        jti = str(uuid.uuid4())
+        jti = acl.loadtest_uuid()
         self.timed("blacklist.revoke", lambda: self.writer.revoke(jti, int(time.time()) + 60))
         self.timed("blacklist.is_revoked", lambda: check(self.reader.is_revoked(jti), "revoked"))
-        other = str(uuid.uuid4())
+        other = acl.loadtest_uuid()
         self.timed(
             "blacklist.is_revoked",
             lambda: check(not self.reader.is_revoked(other), "never revoked"),
@@ -243,8 +240,6 @@ class BlacklistRedisUser(RedisUser):
 class RefreshRedisUser(RedisUser):
     """A refresh family: issued, rotated five times (each must rotate), revoked."""
 
-    service = "auth"
-
     def on_start(self) -> None:
         super().on_start()
         self.tokens = RefreshTokens(self.redis)
@@ -252,7 +247,8 @@ class RefreshRedisUser(RedisUser):
     @task
     def family(self) -> None:
         issued, _, _ = self.timed(
-            "refresh.issue", lambda: self.tokens.issue(BASE_ID + 1, "loadtest")
+            "refresh.issue",
+            lambda: self.tokens.issue(BASE_ID + 1, "loadtest", family=acl.loadtest_uuid()),
         )
         if issued is None:
             return
@@ -275,8 +271,6 @@ class RefreshRedisUser(RedisUser):
 class SessionRedisUser(RedisUser):
     """A session's life: create, touch, read, delete."""
 
-    service = "auth"
-
     def on_start(self) -> None:
         super().on_start()
         self.sessions = Sessions(self.redis)
@@ -284,7 +278,8 @@ class SessionRedisUser(RedisUser):
     @task
     def session(self) -> None:
         created, _, _ = self.timed(
-            "session.create", lambda: self.sessions.create(BASE_ID + 1, ("student",))
+            "session.create",
+            lambda: self.sessions.create(BASE_ID + 1, ("student",), session_id=acl.loadtest_uuid()),
         )
         if created is None:
             return
@@ -297,24 +292,22 @@ class SessionRedisUser(RedisUser):
 class IdempotencyRedisUser(RedisUser):
     """An event claimed, completed, and delivered again: the second claim must say done."""
 
-    service = "courses"
-
     def on_start(self) -> None:
         super().on_start()
         self.idempotency = Idempotency(self.redis)
 
     @task
     def event(self) -> None:
-        event_id = str(uuid.uuid4())
+        event_id = str(uuid.uuid4())  # under the suite's own consumer name
         claim, _, _ = self.timed(
-            "idempotency.claim", lambda: self.idempotency.claim("courses", event_id)
+            "idempotency.claim", lambda: self.idempotency.claim(acl.LOADTEST_NAME, event_id)
         )
         if claim is None or claim.status is not ClaimStatus.CLAIMED:
             return
         self.timed("idempotency.complete", lambda: self.idempotency.complete(claim))
 
         def again() -> None:
-            status = self.idempotency.claim("courses", event_id).status
+            status = self.idempotency.claim(acl.LOADTEST_NAME, event_id).status
             if status is ClaimStatus.CLAIMED:
                 self.ctx.collector.count("double_claims")
             check(status is ClaimStatus.DONE, f"redelivery seen as {status}")

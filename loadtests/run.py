@@ -45,6 +45,8 @@ SUITES: dict[str, SuiteRun] = {
     "lock_contention": SuiteRun(users=20, spawn_rate=20),
     "cache_hit_ratio": SuiteRun(users=20, spawn_rate=10),
     "redis_direct": SuiteRun(users=14, spawn_rate=14, needs_gateway=False),
+    # Many real logins at once: the auth service's bounded password checks (issue 13, 8).
+    "login_burst": SuiteRun(users=40, spawn_rate=40),
 }
 DEFAULT_SUITES = ("rate_limiting", "lock_contention", "cache_hit_ratio")
 
@@ -214,6 +216,14 @@ def headline(summary: dict[str, Any]) -> str:
         return (
             f"hit ratio observed {_fmt(hit.get('observed'))}, server {_fmt(hit.get('server'))}, "
             f"ideal {_fmt(hit.get('ideal'))} (gap {_fmt(hit.get('gap_ideal_minus_observed'))})"
+        )
+    if suite == "login_burst":
+        statuses = f.get("by_status", {})
+        alive = f.get("auth", {}).get("after", {}).get("alive")
+        return (
+            f"logins {_fmt(f.get('logins'))}: 200 {statuses.get('200', 0)}, 429 "
+            f"{statuses.get('429', 0)}, 503 {statuses.get('503', 0)}; bad answers "
+            f"{_fmt(f.get('bad_answers'))}, auth alive {alive}"
         )
     if suite == "redis_direct":
         parts = []

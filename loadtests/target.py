@@ -83,9 +83,10 @@ def accounts(credentials_file: str | None, stack: StackFile | None) -> Accounts:
     return demo
 
 
-def redis_settings(stack: StackFile | None, service: str) -> RedisSettings:
-    """How a Redis-direct user connects: `REDIS_*` when set, else the local stack's Redis as
-    the ACL user of the service that owns the pattern (so the run obeys the same ACLs)."""
+def redis_settings(stack: StackFile | None) -> RedisSettings:
+    """How the Redis-direct suite connects: `REDIS_*` when set, else the local stack's Redis,
+    as the suite's own ACL user (`courseredis.acl.loadtest_user`: its patterns' commands on
+    its own keys only), never the admin."""
     if os.environ.get("REDIS_URL") or os.environ.get("REDIS_CLUSTER_NODES"):
         return RedisSettings()
     redis = stack.redis if stack else None
@@ -94,12 +95,16 @@ def redis_settings(stack: StackFile | None, service: str) -> RedisSettings:
             "no Redis to talk to: set REDIS_URL or REDIS_CLUSTER_NODES (and REDIS_USERNAME, "
             "REDIS_PASSWORD), or start the local stack"
         )
-    user = redis.users.get(service)
+    if redis.loadtest is None:
+        raise TargetError(
+            "the local stack has no load-test Redis user (redis.loadtest in stack.json): "
+            "start it again (`make down up`)"
+        )
     return RedisSettings.for_nodes(
         list(redis.nodes),
         cluster=redis.mode == "cluster",
-        username=user.username if user else redis.username,
-        password=user.password if user else redis.password,
+        username=redis.loadtest.username,
+        password=redis.loadtest.password,
     )
 
 

@@ -19,7 +19,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 from redis.retry import Retry
 
-from courseredis import keys
+from courseredis import acl, keys
 from courseredis.acl import key_prefixes
 from courseredis.connection import SyncClient, create_client
 from courseredis.local import LocalStack
@@ -261,3 +261,115 @@ def test_a_reader_cannot_undo_a_writers_security_data(
     # ZADD is a gateway command, but only on rate-limit keys.
     with pytest.raises(NoPermissionError):
         gateway.zadd(keys.session(uuid.uuid4()), {"x": 1})
+
+
+# --- the redis_direct load suite's own user (issue 13, finding 9) --------------------------
+
+
+@pytest.fixture
+def as_loadtest(stack: LocalStack) -> Iterator[SyncClient]:
+    assert stack.loadtest_password, "the local stack creates the load-test user"
+    settings = RedisSettings.for_nodes(
+        stack.nodes,
+        cluster=stack.mode == "cluster",
+        username=acl.LOADTEST_USER,
+        password=stack.loadtest_password,
+        retries=0,
+    )
+    client = create_client(settings)
+    yield client
+    client.close()
+
+
+def test_the_load_suite_user_runs_what_the_suite_runs(as_loadtest: SyncClient) -> None:
+    """Every pattern of loadtests/redis_direct.py, with the suite's identifiers."""
+    base = acl.LOADTEST_ID_BASE
+    loadtest = as_loadtest
+    for algorithm in Algorithm:
+        key = keys.ratelimit_user(base + 12345, f"{acl.LOADTEST_NAME}.{algorithm.value}")
+        assert RateLimiter(loadtest).hit(key, Policy.of((5, timedelta(seconds=10)))).allowed
+    lock = Lock(loadtest)
+    with lock.hold(keys.enrollment_lock(base + 1, base)) as lease:
+        assert lock.is_held(lease)
+    cache = CourseCache(loadtest)
+    course = keys.course(base + 7)
+    assert cache.get_or_load(course, lambda: {"title": "load"}).value == {"title": "load"}
+    assert cache.invalidate(course)
+    jti = acl.loadtest_uuid()
+    assert Blacklist(loadtest).revoke(jti, int(datetime.now(UTC).timestamp()) + 60)
+    assert Blacklist(loadtest).is_revoked(jti)
+    tokens = RefreshTokens(loadtest)
+    issued = tokens.issue(base + 1, "loadtest", family=acl.loadtest_uuid())
+    rotated = tokens.rotate(issued.token)
+    assert rotated.status is RotationStatus.ROTATED and rotated.token is not None
+    assert tokens.revoke(rotated.token)
+    sessions = Sessions(loadtest, throttle=timedelta(0))
+    session = sessions.create(base + 1, ["student"], session_id=acl.loadtest_uuid())
+    assert sessions.touch(session.session_id) is not None
+    assert sessions.delete(session.session_id)
+    outcome = Idempotency(loadtest).process(acl.LOADTEST_NAME, uuid.uuid4().hex, lambda: 1)
+    assert outcome.status is ClaimStatus.CLAIMED
+
+
+def test_the_load_suite_user_touches_no_key_of_the_platform(as_loadtest: SyncClient) -> None:
+    """The attack: with the load run's password, read or destroy the platform's data. Every
+    real key shape (real ids, real routes, real consumers, the streams) is refused, for
+    reading and for writing."""
+    real = [
+        keys.course(42),
+        keys.ratelimit_user(7, "login"),
+        keys.ratelimit_user(acl.LOADTEST_ID_BASE, "login"),  # a suite id, a real route
+        keys.ratelimit_ip("192.0.2.1", "login"),
+        keys.ratelimit_account("alice", "login"),
+        keys.enrollment_lock(3, 7),
+        keys.jwt_revoked(uuid.uuid4()),
+        keys.refresh_token(uuid.uuid4()),
+        keys.session(uuid.uuid4()),
+        keys.idempotency("courses", "1700000000000_0"),
+        keys.event_stream("courses"),
+        "unrelated:key",
+    ]
+    assert {m.pattern for m in map(keys.classify, real[:-1]) if m} == set(keys.PATTERNS)
+    for key in real:
+        for attempt in (
+            lambda k=key: as_loadtest.get(k),
+            lambda k=key: as_loadtest.set(k, "x"),
+            lambda k=key: as_loadtest.delete(k),
+        ):
+            with pytest.raises(NoPermissionError):
+                attempt()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("FLUSHALL",),
+        ("KEYS", "*"),
+        ("SCAN", "0"),
+        ("CONFIG", "GET", "*"),
+        ("ACL", "LIST"),
+        ("MONITOR",),
+        ("CLIENT", "LIST"),
+        ("SCRIPT", "KILL"),
+        ("SCRIPT", "FLUSH"),
+        ("SHUTDOWN",),
+        ("WAIT", "1", "0"),
+        ("SLOWLOG", "GET"),
+        ("INFO",),
+    ],
+    ids=lambda c: "-".join(c).lower(),
+)
+def test_the_load_suite_user_runs_no_admin_command(
+    stack: LocalStack, command: tuple[str, ...]
+) -> None:
+    assert stack.loadtest_password
+    with node_as(stack, 0, stack.username, stack.password) as admin:
+        verdict = str(admin.execute_command("ACL", "DRYRUN", acl.LOADTEST_USER, *command))
+    assert "no permissions to run" in verdict, verdict
+    if command[0] in ("SHUTDOWN", "MONITOR"):
+        return  # not run for real: the verdict above is Redis' own answer
+    with (
+        node_as(stack, 0, acl.LOADTEST_USER, stack.loadtest_password) as client,
+        pytest.raises(NoPermissionError),
+    ):
+        client.execute_command(*command)

@@ -43,6 +43,9 @@ class RedisRecord(ConfigModel):
     password: str | None
     # Each service's ACL user, named after the service; absent in files written before them.
     users: dict[str, Account] = Field(default_factory=dict)
+    # The redis_direct load suite's own ACL user (`courseredis.acl.loadtest_user`); absent
+    # in files written before it.
+    loadtest: Account | None = None
     data_dir: Path
     pids: list[int]  # pids[i] serves nodes[i]
 

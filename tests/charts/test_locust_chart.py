@@ -198,11 +198,13 @@ def test_master_runs_the_suite_headless_and_workers_follow_it(settings: StackSet
         assert secret["secretName"] == "loadtest-credentials"
         env = env_of(container(workload))
         assert env["LOAD_CREDENTIALS_FILE"] == "/etc/loadtest/credentials.json"
-        assert env["LOAD_COURSES_METRICS_URL"].endswith(":8000/metrics")
+        # The services serve /metrics on their metrics port only (issue 13, finding 7).
+        assert env["LOAD_COURSES_METRICS_URL"].endswith(f":{infra_values.METRICS_PORT}/metrics")
+        assert env["LOAD_ENROLLMENTS_METRICS_URL"].endswith(f":{infra_values.METRICS_PORT}/metrics")
         assert not any(k.startswith("REDIS_") for k in env)  # HTTP suites never touch Redis
 
 
-def test_redis_direct_reaches_redis_as_the_admin_through_the_network_policy(
+def test_redis_direct_reaches_redis_as_its_own_user_through_the_network_policy(
     settings: StackSettings,
 ):
     objects = render_locust(chart_values(settings, suite="redis_direct"), settings.namespace)
@@ -212,9 +214,11 @@ def test_redis_direct_reaches_redis_as_the_admin_through_the_network_policy(
     for workload in master_and_workers(objects):
         assert labels.items() <= workload["spec"]["template"]["metadata"]["labels"].items()
         env = env_of(container(workload))
-        assert env["REDIS_PASSWORD"]["secretKeyRef"] == {
-            "name": infra_values.SECRETS.admin, "key": "password",
-        }  # fmt: skip
+        # Its own limited ACL user, not the admin (issue 13, finding 9).
+        for variable, key in (("REDIS_USERNAME", "username"), ("REDIS_PASSWORD", "password")):
+            assert env[variable]["secretKeyRef"] == {
+                "name": infra_values.SECRETS.loadtest, "key": key,
+            }  # fmt: skip
         address = "REDIS_CLUSTER_NODES" if settings.redis.mode == "cluster" else "REDIS_URL"
         assert env[address]
         assert "LOAD_CREDENTIALS_FILE" not in env

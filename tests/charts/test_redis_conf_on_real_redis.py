@@ -20,6 +20,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 from redis.retry import Retry
 
+from courseredis.acl import LOADTEST_USER
 from courseredis.local.ports import free_ports
 from courseredis.redis_config import BUSY_REPLY_THRESHOLD_MS, MAXMEMORY_POLICY
 from courseredis.services import registry
@@ -32,6 +33,7 @@ from tests.charts.password_leaks import assert_no_account_reads_a_password
 ADMIN_PASSWORD = "AdminPw0123456789"
 EXPORTER_PASSWORD = "ExporterPw0123456789"
 REPLICATION_PASSWORD = "ReplicationPw0123456789"
+LOADTEST_PASSWORD = "LoadtestPw0123456789"
 SERVICE_PASSWORDS = {s: f"{s.capitalize()}Pw0123456789" for s in registry.NAMES}
 
 
@@ -42,7 +44,13 @@ def pod_redis(settings: StackSettings, workdir: Path) -> Iterator[int]:
     port, bus = free_ports(2)
     (workdir / "data").mkdir()
     (workdir / "users.acl").write_text(
-        acl_file(ADMIN_PASSWORD, SERVICE_PASSWORDS, EXPORTER_PASSWORD, REPLICATION_PASSWORD)
+        acl_file(
+            ADMIN_PASSWORD,
+            SERVICE_PASSWORDS,
+            EXPORTER_PASSWORD,
+            REPLICATION_PASSWORD,
+            LOADTEST_PASSWORD,
+        )
     )
     conf = (
         data["redis.conf"]
@@ -149,6 +157,7 @@ def test_no_account_but_admin_reads_a_password(settings: StackSettings, tmp_path
                 infra_values.ADMIN_USER: ADMIN_PASSWORD,
                 infra_values.EXPORTER_USER: EXPORTER_PASSWORD,
                 infra_values.REPLICATION_ACCOUNT: REPLICATION_PASSWORD,
+                LOADTEST_USER: LOADTEST_PASSWORD,
                 **SERVICE_PASSWORDS,
             },
         )

@@ -34,15 +34,40 @@ COMMON_ENV = {
     "REDIS_USERNAME",
     "REDIS_PASSWORD",
     "REDIS_TLS",
-    "DATABASE_URL",
-    "JWT_SECRET",
+    "JWT_PUBLIC_KEYS",
     "LOG_LEVEL",
+    "METRICS_PORT",
 }
 GATEWAY_ENV = {
     "GATEWAY_AUTH_URL",
     "GATEWAY_COURSES_URL",
     "GATEWAY_ENROLLMENTS_URL",
     "GATEWAY_TRUSTED_PROXIES",
+}
+# Issue 13 (finding 9): each service gets the secrets it uses and no other. Written out
+# rather than derived from the registry, so a change of who holds what shows up here: the
+# variable -> the Secret it comes from, per service.
+SECRET_MATRIX = {
+    "gateway": {
+        "REDIS_PASSWORD": "redis-user-gateway",
+        "JWT_PUBLIC_KEYS": "jwt-public-keys",
+    },
+    "auth": {
+        "REDIS_PASSWORD": "redis-user-auth",
+        "JWT_PUBLIC_KEYS": "jwt-public-keys",
+        "JWT_PRIVATE_KEY": "jwt-signing-key",
+        "DATABASE_URL": "database",
+    },
+    "courses": {
+        "REDIS_PASSWORD": "redis-user-courses",
+        "JWT_PUBLIC_KEYS": "jwt-public-keys",
+        "DATABASE_URL": "database",
+    },
+    "enrollments": {
+        "REDIS_PASSWORD": "redis-user-enrollments",
+        "JWT_PUBLIC_KEYS": "jwt-public-keys",
+        "DATABASE_URL": "database",
+    },
 }
 
 
@@ -98,17 +123,13 @@ def test_environment_is_the_services_contract(settings: StackSettings):
         env = env_of(container_of(objects, service))
         redis_address = "REDIS_CLUSTER_NODES" if settings.redis.mode == "cluster" else "REDIS_URL"
         expected = COMMON_ENV | {redis_address} | (GATEWAY_ENV if service == "gateway" else set())
+        expected |= set(SECRET_MATRIX[service])
         if service == "auth":
             expected |= {"REDIS_REPLICA_ACKS"}
         assert set(env) == expected, service
         assert env["REDIS_USERNAME"] == service  # the ACL user is named after the service
-        assert env["REDIS_PASSWORD"]["secretKeyRef"] == {
-            "name": infra_values.SECRETS.service(service),
-            "key": "password",
-        }
-        assert env["JWT_SECRET"]["secretKeyRef"]["name"] == infra_values.SECRETS.jwt
-        assert env["DATABASE_URL"]["secretKeyRef"]["name"] == infra_values.SECRETS.database
         assert env["LOG_LEVEL"] == settings.services.log_level
+        assert env["METRICS_PORT"] == str(infra_values.METRICS_PORT)
         if settings.redis.mode == "cluster":
             assert env["REDIS_CLUSTER_NODES"] == ",".join(infra_values.redis_nodes(settings))
         else:
@@ -118,6 +139,43 @@ def test_environment_is_the_services_contract(settings: StackSettings):
         url = gateway[f"GATEWAY_{upstream.upper()}_URL"]
         assert url == f"http://{upstream}:8000"
         only(objects, "Service", upstream)  # the URL names a Service that exists
+
+
+def _secret_refs(container: dict[str, Any]) -> dict[str, str]:
+    """Every Secret a container is given, variable -> Secret; and it takes none otherwise."""
+    assert "envFrom" not in container, container["name"]
+    refs = {}
+    for entry in container.get("env", []):
+        ref = entry.get("valueFrom", {}).get("secretKeyRef")
+        if ref is not None:
+            refs[entry["name"]] = ref["name"]
+    return refs
+
+
+def test_each_service_gets_only_the_secrets_it_uses(settings: StackSettings):
+    """Issue 13 (finding 9): the gateway received DATABASE_URL and never used it, and every
+    service the HS256 key that could forge tokens. The whole matrix, on the rendered pods."""
+    objects = rendered(settings)
+    assert set(SECRET_MATRIX) == set(registry.NAMES)
+    for service in registry.NAMES:
+        container = container_of(objects, service)
+        assert _secret_refs(container) == SECRET_MATRIX[service], service
+        env = env_of(container)
+        assert "JWT_SECRET" not in env, service
+        # The keys within those Secrets are the ones the program writes.
+        assert env["JWT_PUBLIC_KEYS"]["secretKeyRef"]["key"] == infra_values.JWT_PUBLIC_KEYS_FILE
+        if "JWT_PRIVATE_KEY" in env:
+            assert env["JWT_PRIVATE_KEY"]["secretKeyRef"]["key"] == (
+                infra_values.JWT_PRIVATE_KEY_FILE
+            )
+        # No Secret reaches the pod as a volume either (the Redis CA, with TLS, is no secret).
+        pod = only(objects, "Deployment", service)["spec"]["template"]["spec"]
+        assert not [v for v in pod.get("volumes", []) if "secret" in v], service
+    # The registry agrees with the matrix: whoever signs holds the key, whoever opens the
+    # database gets its URL.
+    for record in registry.SERVICES:
+        assert ("JWT_PRIVATE_KEY" in SECRET_MATRIX[record.name]) is record.signs_tokens
+        assert ("DATABASE_URL" in SECRET_MATRIX[record.name]) is record.uses_database
 
 
 def test_logouts_wait_for_a_replica_where_the_environment_has_replicas():
@@ -136,8 +194,26 @@ def test_pods_carry_the_labels_the_redis_network_policy_admits(settings: StackSe
         metadata = deployment["spec"]["template"]["metadata"]
         assert clients.items() <= metadata["labels"].items()
         assert metadata["labels"]["app.kubernetes.io/part-of"] == "course-redis"
-        assert metadata["annotations"]["prometheus.io/port"] == "8000"
+        assert metadata["annotations"]["prometheus.io/port"] == str(infra_values.METRICS_PORT)
         assert metadata["annotations"]["prometheus.io/path"] == "/metrics"
+
+
+def test_metrics_are_served_on_their_own_port(settings: StackSettings):
+    """Issue 13 (finding 7): /metrics moved to METRICS_PORT; the pods, the Services, the
+    scrape annotations and the ServiceMonitors must point there, not at `http`."""
+    objects = rendered(settings, serviceMonitor__enabled=True)
+    metrics_port = infra_values.METRICS_PORT
+    assert metrics_port != infra_values.SERVICE_PORT
+    for service in registry.NAMES:
+        container = container_of(objects, service)
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports == {"http": infra_values.SERVICE_PORT, "metrics": metrics_port}
+        assert env_of(container)["METRICS_PORT"] == str(metrics_port)
+        service_ports = {p["name"]: p for p in only(objects, "Service", service)["spec"]["ports"]}
+        assert service_ports["metrics"]["port"] == metrics_port
+        assert service_ports["metrics"]["targetPort"] == "metrics"
+        (endpoint,) = only(objects, "ServiceMonitor", service)["spec"]["endpoints"]
+        assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
 
 
 def test_dev_runs_one_replica_each_without_autoscaling():
@@ -175,8 +251,9 @@ def test_ingress_and_service_monitor_are_switches(settings: StackSettings):
     )
     validate_objects(objects)
     ingress = only(objects, "Ingress", "gateway")["spec"]
-    backend = ingress["rules"][0]["http"]["paths"][0]["backend"]["service"]
-    assert backend == {"name": "gateway", "port": {"name": "http"}}
+    # Only the gateway's `http` port is published: never its metrics, nor another service.
+    backends = [p["backend"]["service"] for r in ingress["rules"] for p in r["http"]["paths"]]
+    assert backends == [{"name": "gateway", "port": {"name": "http"}}]
     assert ingress["tls"] == [{"hosts": ["courses.example.com"], "secretName": "gateway-tls"}]
     assert len(find(objects, "ServiceMonitor")) == len(registry.NAMES)
 
@@ -190,12 +267,67 @@ def test_redis_tls_mounts_the_ca_for_every_service():
         assert (env["REDIS_TLS"], env["REDIS_TLS_CA_FILE"]) == ("true", "/etc/redis-tls/ca.crt")
 
 
-def test_chart_defaults_follow_the_key_schema_and_the_ports():
+def test_chart_defaults_name_no_service_and_grant_nothing():
+    """The chart serves whatever services it is given (the program passes the registry's);
+    its defaults name none, and a service's defaults hold no secret it did not ask for."""
     values = defaults("services")
-    assert set(values["services"]) == set(registry.NAMES)
+    assert values["services"] == {} and values["gateway"]["upstreams"] == {}
+    service_defaults = values["serviceDefaults"]
+    assert service_defaults["usesDatabase"] is False
+    assert service_defaults["signsTokens"] is False
+    assert service_defaults["waitsForReplicas"] is False
     assert values["port"] == infra_values.SERVICE_PORT
-    upstreams = values["gateway"]["upstreams"]
-    assert upstreams == {s.name: infra_values.service_url(s.name) for s in registry.UPSTREAMS}
+    assert values["metricsPort"] == infra_values.METRICS_PORT
+    assert values["gateway"]["service"] == registry.PUBLIC
+
+
+def test_the_program_passes_every_service_of_the_registry(settings: StackSettings):
+    """A service the registry has and the chart does not run (or the reverse) fails here."""
+    values = infra_values.services_chart_values(settings)
+    assert list(values["services"]) == list(registry.NAMES)
+    assert values["gateway"]["upstreams"] == {
+        s.name: infra_values.service_url(s.name) for s in registry.UPSTREAMS
+    }
+    objects = rendered(settings)
+    for kind in ("Deployment", "Service", "NetworkPolicy"):
+        assert sorted(o["metadata"]["name"] for o in find(objects, kind)) == sorted(registry.NAMES)
+
+
+def test_a_new_service_needs_no_chart_edit(settings: StackSettings):
+    """Issue 12 (3): adding a service touches the registry and its module. The chart takes
+    any name: a `billing` upstream gets its Deployment, Service, policy (the gateway and test
+    clients only) and its URL in the gateway, from values alone."""
+    values = infra_values.services_chart_values(settings)
+    values["services"]["billing"] = {"redisSecret": "redis-user-billing", "usesDatabase": True}
+    values["gateway"]["upstreams"]["billing"] = "http://billing:8000"
+    validate_schema("services", values)
+    objects = render("services", values, namespace=settings.namespace)
+    validate_objects(objects)
+    container = container_of(objects, "billing")
+    assert container["args"][:2] == ["courseredis-service", "billing"]
+    assert _secret_refs(container) == {
+        "REDIS_PASSWORD": "redis-user-billing",
+        "JWT_PUBLIC_KEYS": "jwt-public-keys",
+        "DATABASE_URL": "database",
+    }
+    # The rest comes from serviceDefaults.
+    default_resources = defaults("services")["serviceDefaults"]["resources"]
+    assert container["resources"] == default_resources
+    assert env_of(container_of(objects, "gateway"))["GATEWAY_BILLING_URL"] == "http://billing:8000"
+    pods = {
+        n: pod_of(only(objects, "Deployment", n), settings.namespace)
+        for n in ("gateway", "billing")
+    }
+    port = infra_values.SERVICE_PORT
+    assert admitted(objects, pods["gateway"], pods["billing"], port)
+    assert not admitted(objects, Pod({}, settings.namespace), pods["billing"], port)
+
+
+def test_the_chart_refuses_a_second_signer():
+    values = infra_values.services_chart_values(stack_settings("dev"))
+    values["services"]["courses"]["signsTokens"] = True
+    with pytest.raises(helm_python.HelmError, match="only one service signs tokens"):
+        render("services", values)
 
 
 @pytest.mark.parametrize(
@@ -205,7 +337,10 @@ def test_chart_defaults_follow_the_key_schema_and_the_ports():
         ("logLevel", "verbose"),
         ("redis__mode", "sentinel"),
         ("unknownKey", 1),
-        ("services__search", {}),
+        ("services__search", {}),  # a service without its Redis user's Secret
+        ("services__auth__jwtSecret", "x"),  # an unknown key of a service
+        ("services__Bad_Name", {"redisSecret": "x"}),  # not a DNS label
+        ("gateway__upstreams__courses", "courses:8000"),  # not a URL
     ],
 )
 def test_the_schema_refuses_what_would_break_the_design(path: str, value: Any):
@@ -239,13 +374,20 @@ def test_only_the_gateway_and_labelled_test_clients_reach_the_upstreams(settings
     namespace = settings.namespace
     pods = _pods(objects, namespace)
     port = infra_values.SERVICE_PORT
+    metrics = infra_values.METRICS_PORT
     tester = Pod(infra_values.TEST_CLIENT_LABELS, namespace)
     prometheus = Pod({}, "monitoring")
     for upstream in ("auth", "courses", "enrollments"):
         target = pods[upstream]
         assert admitted(objects, pods["gateway"], target, port), upstream
         assert admitted(objects, tester, target, port), upstream
-        assert admitted(objects, prometheus, target, port), upstream
+        # Prometheus scrapes the metrics port, and only that; the gateway has no business
+        # there; test clients read courses' and enrollments' figures (the load suites).
+        assert admitted(objects, prometheus, target, metrics), upstream
+        assert not admitted(objects, prometheus, target, port), upstream
+        assert not admitted(objects, pods["gateway"], target, metrics), upstream
+        scraped_by_load = upstream in infra_values.LOAD_METRICS_SERVICES
+        assert admitted(objects, tester, target, metrics) is scraped_by_load, upstream
         # Not another service, not a Redis client, not a pod without the label, nor a
         # labelled pod of another namespace, nor the ingress controller.
         for other in ("auth", "courses", "enrollments"):
@@ -257,7 +399,8 @@ def test_only_the_gateway_and_labelled_test_clients_reach_the_upstreams(settings
             Pod(infra_values.TEST_CLIENT_LABELS, "elsewhere"),
             Pod({}, "ingress-nginx"),
         ):
-            assert not admitted(objects, stranger, target, port), (stranger, upstream)
+            for any_port in (port, metrics):
+                assert not admitted(objects, stranger, target, any_port), (stranger, upstream)
 
 
 def test_the_gateway_admits_the_ingress_controller_and_test_clients(settings: StackSettings):
@@ -265,9 +408,14 @@ def test_the_gateway_admits_the_ingress_controller_and_test_clients(settings: St
     namespace = settings.namespace
     gateway = _pods(objects, namespace)["gateway"]
     port = infra_values.SERVICE_PORT
-    assert admitted(objects, Pod({"app": "controller"}, "ingress-nginx"), gateway, port)
+    metrics = infra_values.METRICS_PORT
+    controller = Pod({"app": "controller"}, "ingress-nginx")
+    assert admitted(objects, controller, gateway, port)
     assert admitted(objects, Pod(infra_values.TEST_CLIENT_LABELS, namespace), gateway, port)
-    assert admitted(objects, Pod({}, "monitoring"), gateway, port)
+    assert admitted(objects, Pod({}, "monitoring"), gateway, metrics)
+    # The public side never reaches the metrics; Prometheus never the API.
+    assert not admitted(objects, controller, gateway, metrics)
+    assert not admitted(objects, Pod({}, "monitoring"), gateway, port)
     assert not admitted(objects, Pod({}, namespace), gateway, port)
     assert not admitted(objects, Pod({}, "team-a"), gateway, port)
     # The controller's namespace is a value.
@@ -301,9 +449,16 @@ def test_the_load_pods_carry_the_test_client_label_and_get_through(settings: Sta
     pods = _pods(services, settings.namespace)
     for workload in find(locust, "Job"):
         load_pod = pod_of(workload, settings.namespace)
-        # The gateway, and the courses and enrollments /metrics the suites read.
-        for target in ("gateway", "courses", "enrollments"):
-            assert admitted(services, load_pod, pods[target], infra_values.SERVICE_PORT)
+        assert admitted(services, load_pod, pods["gateway"], infra_values.SERVICE_PORT)
+        # The courses and enrollments /metrics the suites read, at the URLs they are given.
+        env = env_of(workload["spec"]["template"]["spec"]["containers"][0])
+        for target in ("courses", "enrollments"):
+            url = env[f"LOAD_{target.upper()}_METRICS_URL"]
+            assert url == (
+                f"http://{target}.{settings.namespace}.svc.{settings.cluster_domain}:"
+                f"{infra_values.METRICS_PORT}/metrics"
+            )
+            assert admitted(services, load_pod, pods[target], infra_values.METRICS_PORT)
 
 
 def test_the_test_client_label_has_one_source():

@@ -10,6 +10,7 @@ from __future__ import annotations
 from courseredis.rehearsal.objects import (
     CHART_TYPE,
     PASSWORD_TYPE,
+    PRIVATE_KEY_TYPE,
     PROGRAM,
     SECRET_TYPE,
     Deployment,
@@ -25,6 +26,7 @@ from courseredis.rehearsal.objects import deploy as run_program
 __all__ = [
     "CHART_TYPE",
     "PASSWORD_TYPE",
+    "PRIVATE_KEY_TYPE",
     "PROD_DATABASE_URL",
     "PROGRAM",
     "SECRET_TYPE",
@@ -48,7 +50,8 @@ async def _flag_component_secrets(deployment: Deployment) -> None:
         "admin": redis.admin_password,
         "exporter": redis.exporter_password,
         "replication": redis.replication_password,
-        "jwt": services.jwt_secret,
+        "loadtest": redis.loadtest_password,
+        **{f"jwt-key-{generation}": key for generation, key in services.private_keys.items()},
         **{f"service:{s}": pw for s, pw in redis.service_passwords.items()},
     }
     for label, output in flagged.items():

@@ -13,10 +13,12 @@ from tests.infra.mocks import (
     CHART_TYPE,
     PASSWORD_TYPE,
     PROD_DATABASE_URL,
+    SECRET_TYPE,
     Deployment,
     RecordingMocks,
     contains_secret,
     deploy,
+    unwrap,
 )
 
 pulumi.runtime.set_mocks(RecordingMocks(), project="course-redis", stack="dev", preview=False)
@@ -93,10 +95,24 @@ def test_on_declares_the_locust_chart_with_the_locustfiles(env: str):
     assert len(deployment.of_type(PASSWORD_TYPE)) == 4 + 4
 
 
-def test_redis_direct_at_scale_uses_the_admin_secret_and_the_client_label():
+def test_redis_direct_at_scale_uses_its_own_redis_user_and_the_client_label():
+    """Issue 13 (finding 9): the suite ran as the admin. Now as `loadtest`, whose Secret
+    the program writes in every stack (tests/test_acl.py: what that user may do)."""
     deployment = deploy_with_loadtest("prod", {"enabled": True, "suite": "redis_direct"})
     values = deployment.one(CHART_TYPE, "loadtest").inputs["values"]
-    assert values["redis"]["secretName"] == infra_values.SECRETS.admin
+    assert (
+        values["redis"]["secretName"]
+        == infra_values.SECRETS.loadtest
+        != (infra_values.SECRETS.admin)
+    )
+    data = unwrap(deployment.one(SECRET_TYPE, infra_values.SECRETS.loadtest).inputs["stringData"])
+    assert data == {
+        "username": "loadtest",
+        "password": deployment.mocks.generated["redis-loadtest-password"],
+    }
+    acl_text = unwrap(deployment.one(SECRET_TYPE, "redis-acl").inputs["stringData"])["users.acl"]
+    (line,) = [x for x in acl_text.splitlines() if x.startswith("user loadtest ")]
+    assert "+@all" not in line and "~*" not in line
     assert len(values["redis"]["clusterNodes"].split(",")) == 6
     assert values["podLabels"] == {"course-redis/redis-client": "true"}
     assert values["host"] == ""

@@ -14,6 +14,7 @@ import pytest
 from tests.infra.mocks import (
     CHART_TYPE,
     PASSWORD_TYPE,
+    PRIVATE_KEY_TYPE,
     PROD_DATABASE_URL,
     SECRET_TYPE,
     Deployment,
@@ -98,7 +99,7 @@ def test_charts_come_from_the_repository_into_the_stack_namespace(stack: Deploym
 
 def test_every_generated_password_is_a_secret_output(stack: Deployment):
     passwords = stack.of_type(PASSWORD_TYPE)
-    # admin, exporter, replication, one per service, and the JWT signing key.
+    # admin, exporter, replication, the redis_direct load suite and one per service.
     assert len(passwords) == 4 + len(registry.NAMES)
     assert all(p.inputs["special"] is False for p in passwords)
     assert stack.secret_flags and all(stack.secret_flags.values()), stack.secret_flags
@@ -121,7 +122,7 @@ def test_no_plaintext_secret_appears_in_any_resource_input(stack: Deployment):
     assert contains_secret(acl["stringData"])
     acl_text = unwrap(acl["stringData"])["users.acl"]
     redis_passwords = [v for k, v in stack.mocks.generated.items() if k.startswith("redis-")]
-    assert len(redis_passwords) == 3 + len(registry.NAMES)
+    assert len(redis_passwords) == 4 + len(registry.NAMES)
     assert all(password in acl_text for password in redis_passwords)
     assert "user default off" in acl_text
     if stack.env == "prod":
@@ -141,7 +142,11 @@ def test_chart_values_hold_no_secret_only_secret_names(stack: Deployment):
     services = chart_values(stack, "services")
     for service in services["services"].values():
         assert service["redisSecret"] in declared
-    assert {services["jwt"]["secretName"], services["database"]["secretName"]} <= declared
+    assert {
+        services["jwt"]["publicKeys"]["secretName"],
+        services["jwt"]["privateKey"]["secretName"],
+        services["database"]["secretName"],
+    } <= declared
 
 
 def test_each_service_secret_holds_its_own_user(stack: Deployment):
@@ -236,3 +241,130 @@ def test_a_stack_that_pins_the_image_by_digest_deploys_it_by_digest():
                     seen.append((label, container["name"]))
     # The services, the bootstrap Job and the repair init container all run it.
     assert len(seen) == len(registry.NAMES) + 2, seen
+
+
+# --- the token signing keys (issue 13, finding 5) -----------------------------------------
+
+
+def _secret_data(deployment: Deployment, name: str) -> dict[str, str]:
+    data = unwrap(deployment.one(SECRET_TYPE, name).inputs["stringData"])
+    assert isinstance(data, dict)
+    return data
+
+
+def _walk_strings(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _walk_strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _walk_strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_the_signing_key_is_an_ed25519_pair_the_program_generates(stack: Deployment):
+    """The HS256 `jwt-signing` Secret every service held is gone: an Ed25519 private key in
+    a Secret of its own (auth's alone, tests/charts), the public key in another."""
+    from courseredis.services.tokens import SigningKey, VerifyingKeys
+
+    keys = stack.of_type(PRIVATE_KEY_TYPE)
+    assert [(k.name, k.inputs["algorithm"]) for k in keys] == [("services-jwt-key-1", "ED25519")]
+    assert "jwt-signing" not in {r.name for r in stack.of_type(SECRET_TYPE)}
+    private = stack.one(SECRET_TYPE, "jwt-signing-key").inputs["stringData"]
+    assert contains_secret(private)
+    signing = SigningKey.from_pem(unwrap(private)["private-key.pem"])
+    public = VerifyingKeys.from_pem(_secret_data(stack, "jwt-public-keys")["public-keys.pem"])
+    assert signing.kid in public  # what auth signs, every service verifies
+    assert stack.secret_flags["jwt-key-1"] is True
+
+
+def test_no_signing_secret_is_exported(stack: Deployment):
+    private_pems = [v for k, v in stack.mocks.generated.items() if "jwt-key" in k]
+    assert private_pems
+    exported = _walk_strings(stack.exports)
+    assert not [s for s in exported if any(pem.strip() in s for pem in private_pems)]
+    assert "PRIVATE KEY" not in "".join(exported)
+    names = stack.exports["secretNames"]
+    assert (names["jwtSigningKey"], names["jwtPublicKeys"]) == (
+        "jwt-signing-key",
+        "jwt-public-keys",
+    )
+    assert "jwt" not in names
+
+
+def test_a_rotation_publishes_two_keys_and_signs_with_the_configured_one():
+    """docs/security.md's rotation as stack config: publish the next generation, then sign
+    with it; the old one stays published until it is retired."""
+    import copy
+    import json
+
+    from courseredis.environments import load_environment
+    from courseredis.services.tokens import SigningKey, VerifyingKeys
+
+    services = copy.deepcopy(load_environment("dev").config["services"])
+    services["jwtKeys"] = {"published": [1, 2], "signing": 2}
+    deployment = deploy("dev", plain={"services": json.dumps(services)})
+    assert [k.name for k in deployment.of_type(PRIVATE_KEY_TYPE)] == [
+        "services-jwt-key-1",
+        "services-jwt-key-2",
+    ]
+    public = VerifyingKeys.from_pem(_secret_data(deployment, "jwt-public-keys")["public-keys.pem"])
+    signing = SigningKey.from_pem(_secret_data(deployment, "jwt-signing-key")["private-key.pem"])
+    generated = deployment.mocks.generated
+    assert signing.kid == SigningKey.from_pem(generated["services-jwt-key-2"]).kid
+    old = SigningKey.from_pem(generated["services-jwt-key-1"]).kid
+    assert set(public.by_kid) == {old, signing.kid}
+
+
+def test_every_service_of_the_declared_objects_would_start(stack: Deployment):
+    """The deployed form matches the services: each Deployment's environment, with its
+    Secrets resolved from the Secrets the program declares, passes the checks a service runs
+    before it starts (settings parse; only the signer holds the private key, and its public
+    half is among the verifiers')."""
+    from courseredis.rehearsal.objects import declared_objects
+    from courseredis.services.main import check_signing_key
+    from courseredis.services.settings import ServiceSettings
+
+    objects = declared_objects(stack).objects
+    secrets = {
+        o["metadata"]["name"]: o.get("stringData", {}) for o in objects if o["kind"] == "Secret"
+    }
+    started = []
+    for deployment in (o for o in objects if o["kind"] == "Deployment"):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        service = container["args"][1]
+        env = {}
+        for entry in container["env"]:
+            ref = entry.get("valueFrom", {}).get("secretKeyRef")
+            env[entry["name"]] = secrets[ref["name"]][ref["key"]] if ref else entry["value"]
+        settings = ServiceSettings.model_validate(
+            {k.lower(): v for k, v in env.items() if k.lower() in ServiceSettings.model_fields}
+        )
+        check_signing_key(service, settings)
+        assert settings.metrics_port == int(env["METRICS_PORT"])
+        started.append(service)
+    assert sorted(started) == sorted(registry.NAMES)
+
+
+def test_pulumi_up_refuses_an_ingress_that_collapses_every_client_to_one_address():
+    """Issue 13 (finding 6), through the program as `pulumi up` runs it."""
+    import copy
+    import json
+
+    from courseredis.environments import StackConfigError, load_environment
+
+    services = copy.deepcopy(load_environment("prod").config["services"])
+    services["ingress"] = {
+        "enabled": True,
+        "host": "courses.example.com",
+        "className": "",
+        "tlsSecret": "courses-tls",
+    }
+    secrets = {"databaseUrl": PROD_DATABASE_URL}
+    with pytest.raises(StackConfigError, match="needs trustedProxies"):
+        deploy("prod", secrets=secrets, plain={"services": json.dumps(services)})
+    services["trustedProxies"] = ["10.42.0.0/16"]
+    services["ingress"]["tlsSecret"] = ""
+    with pytest.raises(StackConfigError, match=r"needs ingress\.tlsSecret"):
+        deploy("prod", secrets=secrets, plain={"services": json.dumps(services)})
+    services["ingress"]["tlsSecret"] = "courses-tls"
+    published = deploy("prod", secrets=secrets, plain={"services": json.dumps(services)})
+    assert published.exports["gatewayUrl"] == "https://courses.example.com"

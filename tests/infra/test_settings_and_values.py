@@ -41,6 +41,10 @@ def test_both_stack_files_parse_with_no_unknown_key(env: str):
         (lambda c: c["tls"].update(enabled=True, secretName="redis-tls"), "standalone"),
         (lambda c: c.update(namespace="Course_Redis"), "namespace: .*DNS label"),
         (lambda c: c.update(env="prod"), "env: unknown key"),
+        (lambda c: c["services"]["jwtKeys"].update(signing=2), "signing .*one of published"),
+        (lambda c: c["services"]["jwtKeys"].update(published=[1, 2, 3]), "two during a rotation"),
+        (lambda c: c["services"]["jwtKeys"].update(published=[]), "two during a rotation"),
+        (lambda c: c["services"]["jwtKeys"].pop("signing"), "jwtKeys.signing: missing key"),
     ],
 )
 def test_a_wrong_stack_config_is_refused_with_the_reason(change: Any, message: str):
@@ -83,3 +87,38 @@ def test_standalone_tls_uses_rediss():
     tls = settings.model_copy(update={"tls": settings.tls.model_copy(update={"enabled": True})})
     assert values.redis_url(tls).startswith("rediss://")
     assert values.services_chart_values(tls)["redis"]["tls"] is True
+
+
+def _published(config: dict[str, Any], **ingress: Any) -> dict[str, Any]:
+    config["services"]["ingress"].update(
+        {"enabled": True, "host": "courses.example.com", "tlsSecret": "courses-tls", **ingress}
+    )
+    return config
+
+
+def test_a_published_gateway_needs_trusted_proxies():
+    """Issue 13 (finding 6): behind an ingress, with no proxy trusted, every client is the
+    controller's address: one login bucket for everybody. Refused, saying what to set."""
+    config = _published(raw("prod"))
+    config["services"]["trustedProxies"] = []
+    with pytest.raises(StackConfigError, match=r"services: ingress.enabled needs trustedProxies"):
+        StackSettings.from_config("prod", config)
+    config["services"]["trustedProxies"] = ["10.42.0.0/16"]
+    settings = StackSettings.from_config("prod", config)
+    assert values.gateway_url(settings) == "https://courses.example.com"
+    chart = values.services_chart_values(settings)["gateway"]
+    assert chart["trustedProxies"] == ["10.42.0.0/16"]
+
+
+def test_a_published_gateway_needs_a_tls_secret():
+    config = _published(raw("prod"), tlsSecret="")
+    config["services"]["trustedProxies"] = ["10.42.0.0/16"]
+    with pytest.raises(StackConfigError, match=r"ingress.enabled needs ingress.tlsSecret"):
+        StackSettings.from_config("prod", config)
+
+
+def test_an_unpublished_gateway_needs_neither():
+    config = raw("prod")
+    assert config["services"]["ingress"]["enabled"] is False
+    assert config["services"]["trustedProxies"] == []
+    StackSettings.from_config("prod", config)

@@ -254,3 +254,21 @@ def test_make_load_driver_fails_on_an_impossible_hit_ratio_and_says_so(
     summary = json.loads((tmp_path / "cache_hit_ratio" / "summary.json").read_text())
     assert "hit_ratio" in summary["failed_gates"]
     assert (tmp_path / "cache_hit_ratio" / "report.html").is_file()
+
+
+def test_a_login_burst_gets_200_429_or_503_and_auth_survives(stack_file: Path, tmp_path: Path):
+    """Issue 13 (finding 8): a burst of real logins (full argon2 checks) from many addresses
+    is answered 200, 429 (the gateway's login limits) or 503 (auth's password-check queue),
+    each refusal with Retry-After; never another 5xx, and the auth process is still there."""
+    process, summary = locust("login_burst", stack_file, tmp_path, users=24, run_time="8s")
+    passed(process, summary)
+    assert summary is not None
+    figures = summary["figures"]
+    assert set(figures["by_status"]) <= {"200", "429", "503"}, figures["by_status"]
+    assert figures["bad_answers"] == 0
+    assert figures["by_status"].get("200", 0) > 0
+    # More logins were asked for than the limits and the queue admit: some were refused.
+    assert figures["by_status"].get("429", 0) + figures["by_status"].get("503", 0) > 0
+    auth = figures["auth"]
+    assert auth["before"]["alive"] is True and auth["after"]["alive"] is True
+    assert auth["process_alive"] is True

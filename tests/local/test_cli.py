@@ -96,8 +96,13 @@ def test_up_dev_records_the_stack(dev_root: Path) -> None:
     assert document["env"] == "dev"
     datetime.fromisoformat(document["started_at"])
     part = document["redis"]
-    assert set(part) == {"mode", "nodes", "username", "password", "users", "data_dir", "pids"}
+    assert set(part) == {
+        "mode", "nodes", "username", "password", "users", "loadtest", "data_dir", "pids",
+    }  # fmt: skip
     assert set(part["users"]) == set(registry.NAMES)
+    # The redis_direct load suite's own user, not the admin (issue 13, finding 9).
+    assert part["loadtest"]["username"] == "loadtest"
+    assert len(part["loadtest"]["password"]) >= 24
     for service, user in part["users"].items():
         assert user["username"] == service
         assert len(user["password"]) >= 24

@@ -47,13 +47,15 @@ def test_running_stack_starts_and_always_stops(tmp_path: Path) -> None:
                 service: {"username": service, "password": stack.users[service]}
                 for service in registry.NAMES
             },
+            "loadtest": {"username": "loadtest", "password": stack.loadtest_password},
             "data_dir": str(tmp_path.resolve()),
             "pids": stack.pids,
         }
         assert LocalStack.from_json(stack.to_json()) == stack
-        # A stack.json written before the service users existed still reads.
-        older = {k: v for k, v in stack.to_json().items() if k != "users"}
+        # A stack.json written before the service users and the load-test user still reads.
+        older = {k: v for k, v in stack.to_json().items() if k not in ("users", "loadtest")}
         assert LocalStack.from_json(older).users == {}
+        assert LocalStack.from_json(older).loadtest_password is None
     assert not any(is_our_redis(pid) for pid in stack.pids)
 
 

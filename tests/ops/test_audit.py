@@ -68,8 +68,8 @@ def write_clean(client, token: int) -> dict[str, str]:
     client.set(k["refresh_token"], "{}", px=keys.REFRESH_TOKEN_TTL // _MS)
     client.zadd(k["ratelimit_ip"], {"a": 1})
     client.pexpire(k["ratelimit_ip"], 60_000)
-    client.hset(k["ratelimit_user"], "60000:t", "1")
-    client.pexpire(k["ratelimit_user"], 3_600_000)
+    # A string, as GCRA keeps its TAT (rate-limit keys are zsets or strings, no hashes).
+    client.set(k["ratelimit_user"], "1700000000000000", px=3_600_000)
     client.set(k["enrollment_lock"], "owner", px=30_000)
     client.set(k["course_cache"], "x" * 5000, px=300_000)
     client.hset(k["session"], mapping={"user_id": "1", "roles": "student"})

@@ -46,13 +46,19 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
+{{/* One service's settings: its entry in `services` over `serviceDefaults`, as YAML (read
+back with fromYaml). Call with (dict "root" $ "service" $entry). */}}
+{{- define "services.settings" -}}
+{{- toYaml (merge (deepCopy .service) (deepCopy .root.Values.serviceDefaults)) -}}
+{{- end -}}
+
 {{/* Fail early on values that cannot work. */}}
 {{- define "services.validate" -}}
 {{- if not .Values.database.secretName -}}
 {{- fail "database.secretName is required (DATABASE_URL)" -}}
 {{- end -}}
-{{- if not .Values.jwt.secretName -}}
-{{- fail "jwt.secretName is required (JWT_SECRET)" -}}
+{{- if not .Values.jwt.publicKeys.secretName -}}
+{{- fail "jwt.publicKeys.secretName is required (JWT_PUBLIC_KEYS)" -}}
 {{- end -}}
 {{- if and (eq .Values.redis.mode "standalone") (not .Values.redis.url) -}}
 {{- fail "redis.url is required in standalone mode (REDIS_URL)" -}}
@@ -66,9 +72,28 @@ seccompProfile:
 {{- if and .Values.gateway.ingress.enabled (not .Values.gateway.ingress.host) -}}
 {{- fail "gateway.ingress.host is required when the ingress is enabled" -}}
 {{- end -}}
-{{- range $name, $service := .Values.services -}}
+{{- if not (hasKey .Values.services .Values.gateway.service) -}}
+{{- fail (printf "gateway.service %q is not one of services" .Values.gateway.service) -}}
+{{- end -}}
+{{- range $upstream, $_ := .Values.gateway.upstreams -}}
+{{- if not (hasKey $.Values.services $upstream) -}}
+{{- fail (printf "gateway.upstreams.%s is not one of services" $upstream) -}}
+{{- end -}}
+{{- end -}}
+{{- $signers := list -}}
+{{- range $name, $entry := .Values.services -}}
+{{- $service := include "services.settings" (dict "root" $ "service" $entry) | fromYaml -}}
 {{- if and $service.enabled (not $service.redisSecret) -}}
 {{- fail (printf "services.%s.redisSecret is required (its Redis ACL user's Secret)" $name) -}}
 {{- end -}}
+{{- if $service.signsTokens -}}
+{{- $signers = append $signers $name -}}
+{{- end -}}
+{{- end -}}
+{{- if gt (len $signers) 1 -}}
+{{- fail (printf "only one service signs tokens, not %s: the private key is held once" (join ", " $signers)) -}}
+{{- end -}}
+{{- if and $signers (not .Values.jwt.privateKey.secretName) -}}
+{{- fail "jwt.privateKey.secretName is required (JWT_PRIVATE_KEY of the service that signs)" -}}
 {{- end -}}
 {{- end -}}

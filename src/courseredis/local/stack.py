@@ -65,6 +65,7 @@ class LocalStack:
     pids: list[int]  # pids[i] serves nodes[i]
     data_dir: Path
     users: dict[str, str] = field(default_factory=dict)  # service -> its ACL user's password
+    loadtest_password: str | None = None  # the redis_direct load suite's user (acl.LOADTEST_USER)
 
     def record(self) -> RedisRecord:
         """The `redis` section of stack.json (the service users named after their service)."""
@@ -77,6 +78,9 @@ class LocalStack:
                 service: Account(username=service, password=password)
                 for service, password in self.users.items()
             },
+            loadtest=Account(username=acl.LOADTEST_USER, password=self.loadtest_password)
+            if self.loadtest_password
+            else None,
             data_dir=self.data_dir,
             pids=list(self.pids),
         )
@@ -92,6 +96,7 @@ class LocalStack:
             pids=list(record.pids),
             data_dir=record.data_dir,
             users={service: user.password for service, user in record.users.items()},
+            loadtest_password=record.loadtest.password if record.loadtest else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -173,7 +178,8 @@ def start_nodes(
     data_dir = data_dir.resolve()
     password = secrets.token_urlsafe(24)
     service_passwords = {service: secrets.token_urlsafe(24) for service in registry.NAMES}
-    users = acl.all_users(password, service_passwords)
+    loadtest_password = secrets.token_urlsafe(24)
+    users = acl.all_users(password, service_passwords, loadtest_password)
     nodes = launch_nodes(
         topology,
         data_dir,
@@ -191,6 +197,7 @@ def start_nodes(
         pids=[n.running_pid for n in nodes],
         data_dir=data_dir,
         users=service_passwords,
+        loadtest_password=loadtest_password,
     )
 
 

@@ -164,9 +164,15 @@ def _written(result: Acknowledged, what: str) -> Any:
 
 
 def _issue(
-    user_id: int, scope: str, created_at_ms: int | None, acknowledge: Acknowledge | None = None
+    user_id: int,
+    scope: str,
+    created_at_ms: int | None,
+    acknowledge: Acknowledge | None = None,
+    family: str | None = None,
 ) -> Flow[IssuedToken]:
-    family = str(uuid.uuid4())
+    # The family id is no secret (it is every access token's `sid`); a caller may choose it
+    # (the redis_direct load suite keeps to ids its Redis user may touch). Random otherwise.
+    family = keys.valid_uuid("family", family) if family is not None else str(uuid.uuid4())
     key = keys.refresh_token(family)
     keys.valid_int_id("user_id", user_id)
     if not isinstance(scope, str) or len(scope) > 256:
@@ -254,9 +260,15 @@ class RefreshTokens:
         self._acknowledge = acknowledger(client, ack)
 
     def issue(
-        self, user_id: int, scope: str = "", *, created_at_ms: int | None = None
+        self,
+        user_id: int,
+        scope: str = "",
+        *,
+        created_at_ms: int | None = None,
+        family: str | None = None,
     ) -> IssuedToken:
-        return run_sync(self._client, _issue(user_id, scope, created_at_ms, self._acknowledge))
+        flow = _issue(user_id, scope, created_at_ms, self._acknowledge, family)
+        return run_sync(self._client, flow)
 
     def rotate(self, token: str) -> Rotation:
         return run_sync(self._client, _rotate(token, self._grace, self._acknowledge))
@@ -275,9 +287,14 @@ class AsyncRefreshTokens:
         self._acknowledge = async_acknowledger(client, ack)
 
     async def issue(
-        self, user_id: int, scope: str = "", *, created_at_ms: int | None = None
+        self,
+        user_id: int,
+        scope: str = "",
+        *,
+        created_at_ms: int | None = None,
+        family: str | None = None,
     ) -> IssuedToken:
-        flow = _issue(user_id, scope, created_at_ms, self._acknowledge)
+        flow = _issue(user_id, scope, created_at_ms, self._acknowledge, family)
         return await run_async(self._client, flow)
 
     async def rotate(self, token: str) -> Rotation:

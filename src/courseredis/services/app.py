@@ -15,8 +15,10 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
-from fastapi import FastAPI, Request
+import httpx
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
 from redis.exceptions import RedisError
@@ -27,13 +29,36 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from courseredis.connection import open_async_client
 from courseredis.services.metrics import Metrics
 from courseredis.services.runtime import Runtime, RuntimeDep
-from courseredis.services.settings import ServiceSettings
+from courseredis.services.settings import GatewaySettings, ServiceSettings
 from courseredis.settings import RedisSettings
 
 log = logging.getLogger(__name__)
 
 # A start-up hook prepares the runtime and returns its shutdown coroutine (or None).
 StartupHook = Callable[[Runtime], Awaitable[Callable[[], Awaitable[None]] | None]]
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What `main.build` hands a service module's `serve`: the settings it was built with,
+    and what tests inject in place of the environment (only the gateway reads these two)."""
+
+    settings: ServiceSettings
+    gateway_settings: GatewaySettings | None = None
+    upstream_transport: httpx.AsyncBaseTransport | None = None
+
+
+@dataclass(frozen=True)
+class Served:
+    """A service module's part of its app: its routes and its start-up hooks.
+
+    Every module the registry names (`Service.module`) exposes `serve(options) -> Served`,
+    the one name `main.build` imports it by; so adding a service touches the registry and
+    its own module, not `main`.
+    """
+
+    router: APIRouter
+    startup: tuple[StartupHook, ...] = ()
 
 
 class BodyLimit:

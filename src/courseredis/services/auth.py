@@ -33,6 +33,7 @@ from courseredis.patterns.replica_ack import (
     write_acknowledged_async,
 )
 from courseredis.patterns.sessions import AsyncSessions
+from courseredis.services.app import Served, ServeOptions
 from courseredis.services.db.models import User
 from courseredis.services.identity import ClaimsDep
 from courseredis.services.passwords import PasswordChecks, PasswordChecksBusy, concurrency_for
@@ -224,3 +225,8 @@ async def logout(runtime: RuntimeDep, state: AuthStateDep, claims: ClaimsDep) ->
         if isinstance(reply, Exception):
             raise reply
     return Response(status_code=204)
+
+
+def serve(options: ServeOptions) -> Served:
+    """This service's routes and start-up hooks (`courseredis.services.app.Served`)."""
+    return Served(router, (start,))

@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 
 from courseredis import keys
 from courseredis.patterns.cache import AsyncCourseCache, CacheStatus
+from courseredis.services.app import Served, ServeOptions
 from courseredis.services.db.models import Course
 from courseredis.services.events import (
     COURSE_DELETED,
@@ -213,3 +214,8 @@ async def start_consumer(runtime: Runtime) -> Callable[[], Awaitable[None]]:
             await task
 
     return shutdown
+
+
+def serve(options: ServeOptions) -> Served:
+    """This service's routes and start-up hooks (`courseredis.services.app.Served`)."""
+    return Served(router, (start_consumer,))

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from courseredis import keys
 from courseredis.patterns.lock import AsyncLock, LockLost, LockNotAcquired, LockOptions
+from courseredis.services.app import Served, ServeOptions
 from courseredis.services.db.models import Course, Enrollment
 from courseredis.services.events import (
     ENROLLMENT_CREATED,
@@ -119,3 +120,8 @@ async def list_enrollments(
 async def start_publisher(runtime: Runtime) -> Callable[[], Awaitable[None]] | None:
     runtime.attach(EnrollmentsState(RedisStreamsPublisher(runtime.redis), AsyncLock(runtime.redis)))
     return None
+
+
+def serve(options: ServeOptions) -> Served:
+    """This service's routes and start-up hooks (`courseredis.services.app.Served`)."""
+    return Served(router, (start_publisher,))

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple, TypeAlias
 from urllib.parse import quote_from_bytes
 
 import httpx
-from fastapi import FastAPI
+from fastapi import APIRouter
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Route as AsgiRoute
@@ -44,7 +44,8 @@ from courseredis.patterns.ratelimit import (
     hit_script,
 )
 from courseredis.patterns.sessions import TOUCH_THROTTLE, touch_script
-from courseredis.services.app import json_error, unavailable
+from courseredis.services import registry
+from courseredis.services.app import Served, ServeOptions, json_error, unavailable
 from courseredis.services.runtime import Runtime
 from courseredis.services.settings import GatewaySettings
 from courseredis.services.tokens import (
@@ -75,25 +76,24 @@ class Route:
     public: bool = False
 
 
-ROUTES = (
-    Route(frozenset({"POST"}), re.compile(r"/auth/login"), "login", "auth", public=True),
-    Route(frozenset({"POST"}), re.compile(r"/auth/refresh"), "refresh", "auth", public=True),
-    Route(frozenset({"POST"}), re.compile(r"/auth/logout"), "logout", "auth"),
-    Route(frozenset({"GET"}), re.compile(r"/courses"), "courses.list", "courses"),
-    Route(frozenset({"GET"}), re.compile(r"/courses/[^/]+"), "courses.read", "courses"),
-    Route(frozenset({"PUT", "DELETE"}), re.compile(r"/courses/[^/]+"), "courses.write", "courses"),
+def _prefix_regex(prefix: str) -> str:
+    # A path parameter ({course_id}) matches one segment, as FastAPI's router does.
+    parts = re.split(r"\{[a-z_]+\}", prefix)
+    return "[^/]+".join(re.escape(part) for part in parts)
+
+
+# Derived from the registry: each upstream's routes under its prefix, so a new service's
+# routes reach it without an edit here.
+ROUTES = tuple(
     Route(
-        frozenset({"POST"}),
-        re.compile(r"/courses/[^/]+/enrollments"),
-        "enrollments.create",
-        "enrollments",
-    ),
-    Route(
-        frozenset({"GET"}),
-        re.compile(r"/courses/[^/]+/enrollments"),
-        "enrollments.list",
-        "enrollments",
-    ),
+        route.methods,
+        re.compile(_prefix_regex(service.route_prefix or "") + route.path),
+        route.name,
+        service.name,
+        route.public,
+    )
+    for service in registry.UPSTREAMS
+    for route in service.routes
 )
 # Hop-by-hop headers end at the gateway (RFC 9110 7.6.1), as does the client's own view of
 # who forwarded it. Names as ASGI carries them: lower case bytes.
@@ -370,8 +370,10 @@ async def _read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-def create_gateway_routes(app: FastAPI, settings: GatewaySettings) -> None:
-    app.router.routes.append(
+def gateway_router(settings: GatewaySettings) -> APIRouter:
+    """The catch-all route, as a router `main.build` includes like any service's."""
+    router = APIRouter()
+    router.routes.append(
         AsgiRoute(
             "/{path:path}",
             Forward(settings),
@@ -379,6 +381,14 @@ def create_gateway_routes(app: FastAPI, settings: GatewaySettings) -> None:
             include_in_schema=False,
         )
     )
+    return router
+
+
+def serve(options: ServeOptions) -> Served:
+    """The gateway's routes and start-up hook (`courseredis.services.app.Served`); its
+    settings from the environment unless given."""
+    settings = options.gateway_settings or GatewaySettings()
+    return Served(gateway_router(settings), (startup_hook(settings, options.upstream_transport),))
 
 
 async def _decide(

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 import httpx
 import uvicorn
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from pydantic import ValidationError
 
-from courseredis.services import auth, courses, enrollments, gateway, logs, registry
-from courseredis.services.app import StartupHook, create_app
+from courseredis.services import logs, registry
+from courseredis.services.app import Served, ServeOptions, create_app
 from courseredis.services.settings import GatewaySettings, ServiceSettings
 from courseredis.settings import RedisSettings
 
@@ -25,31 +26,24 @@ def build(
     gateway_settings: GatewaySettings | None = None,
     upstream_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
-    """The app of one service; settings default to the environment."""
-    registry.service(service)  # UnknownService (a ValueError) names the known ones
+    """The app of one service; settings default to the environment.
+
+    The service's module comes from its registry record (`Service.module`) and gives its
+    routes and start-up hooks through `serve` (`courseredis.services.app.Served`).
+    """
+    record = registry.service(service)  # UnknownService (a ValueError) names the known ones
     settings = settings or ServiceSettings()
     check_signing_key(service, settings)
-    redis_settings = redis_settings or RedisSettings()
-    if service == "gateway":
-        gateway_settings = gateway_settings or GatewaySettings()
-        app = create_app(
-            service,
-            settings=settings,
-            redis_settings=redis_settings,
-            uses_database=False,
-            startup=[gateway.startup_hook(gateway_settings, upstream_transport)],
-        )
-        gateway.create_gateway_routes(app, gateway_settings)
-        return app
-    router, hooks = _UPSTREAMS[service]
+    module = importlib.import_module(record.module)
+    served: Served = module.serve(ServeOptions(settings, gateway_settings, upstream_transport))
     app = create_app(
         service,
         settings=settings,
-        redis_settings=redis_settings,
-        uses_database=True,
-        startup=list(hooks),
+        redis_settings=redis_settings or RedisSettings(),
+        uses_database=record.uses_database,
+        startup=list(served.startup),
     )
-    app.include_router(router)
+    app.include_router(served.router)
     return app
 
 
@@ -79,14 +73,6 @@ def check_signing_key(service: str, settings: ServiceSettings) -> None:
             f"the public key of JWT_PRIVATE_KEY (kid {signing.kid}) is not in JWT_PUBLIC_KEYS: "
             "add it there first, everywhere (docs/security.md)"
         )
-
-
-# The services behind the gateway: their router and start-up hooks.
-_UPSTREAMS: dict[str, tuple[APIRouter, tuple[StartupHook, ...]]] = {
-    "auth": (auth.router, (auth.start,)),
-    "courses": (courses.router, (courses.start_consumer,)),
-    "enrollments": (enrollments.router, (enrollments.start_publisher,)),
-}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

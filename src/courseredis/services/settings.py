@@ -105,8 +105,8 @@ def _limits(*pairs: tuple[int, float]) -> list[LimitSpec]:
     return [LimitSpec(limit=n, window_s=w) for n, w in pairs]
 
 
-# The policy table: route name -> limits. Route names are the fixed table rate-limit keys
-# are built from; a request that matches no route never reaches a key.
+# The policy table: route name (`registry.Route.name`) -> limits. Route names are the fixed
+# table rate-limit keys are built from; a request that matches no route never reaches a key.
 DEFAULT_RATE_LIMITS: dict[str, RoutePolicy] = {
     # Password guessing: refuse (503) rather than admit when the limiter cannot decide.
     # Per account as well as per IP: guesses spread over many addresses (a botnet, or every
@@ -127,6 +127,16 @@ DEFAULT_RATE_LIMITS: dict[str, RoutePolicy] = {
     ),
     "enrollments.list": RoutePolicy(per_user=_limits((120, 60))),
 }
+# A route of the registry the table above does not name (a new service's, say) is limited
+# all the same, as a plain read: forgetting to tune it must not leave it unlimited.
+UNLISTED_ROUTE_POLICY = RoutePolicy(per_ip=_limits((300, 60)), per_user=_limits((120, 60)))
+
+
+def default_rate_limits() -> dict[str, RoutePolicy]:
+    """Every route of the registry with its default policy."""
+    return {
+        name: DEFAULT_RATE_LIMITS.get(name, UNLISTED_ROUTE_POLICY) for name in registry.ROUTE_NAMES
+    }
 
 
 class GatewaySettings(BaseSettings):
@@ -141,7 +151,7 @@ class GatewaySettings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # JSON object route -> RoutePolicy; replaces the defaults of the routes it names.
     rate_limits: Annotated[dict[str, RoutePolicy], NoDecode] = Field(
-        default_factory=lambda: dict(DEFAULT_RATE_LIMITS)
+        default_factory=default_rate_limits
     )
     upstream_timeout_s: float = Field(default=10.0, gt=0)
     upstream_max_connections: int = Field(default=200, ge=1)
@@ -185,10 +195,10 @@ class GatewaySettings(BaseSettings):
     def _merge_limits(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = json.loads(value)
-        unknown = set(value) - set(DEFAULT_RATE_LIMITS)
+        unknown = set(value) - set(registry.ROUTE_NAMES)
         if unknown:
             raise ValueError(
-                f"unknown routes {sorted(unknown)}; known: {sorted(DEFAULT_RATE_LIMITS)}"
+                f"unknown routes {sorted(unknown)}; known: {sorted(registry.ROUTE_NAMES)}"
             )
         for route, policy in value.items():
             spec = policy if isinstance(policy, RoutePolicy) else RoutePolicy.model_validate(policy)
@@ -197,7 +207,7 @@ class GatewaySettings(BaseSettings):
                     f"{route}: per_account limits apply to {sorted(ACCOUNT_ROUTES)} only "
                     "(the routes whose body names an account)"
                 )
-        return {**DEFAULT_RATE_LIMITS, **value}
+        return {**default_rate_limits(), **value}
 
 
 class _UpstreamUrls(PydanticBaseSettingsSource):
