@@ -24,6 +24,7 @@ from courseredis import keys
 from courseredis.acl import LOADTEST_USER
 from courseredis.acl_probes import DANGEROUS, INVOCATIONS, fill
 from courseredis.connection import SyncClient, create_client
+from courseredis.redis_config import REPLICATION_USER
 from courseredis.services import registry
 from smoke.clients import redis_settings
 from smoke.target import Target
@@ -112,8 +113,9 @@ def test_dangerous_commands_are_denied_to_service_user(
 
 def test_no_unexpected_users(nodes: dict[str, redis.Redis]) -> None:
     """Every ACL user is one the platform defines (an extra one is a way around the rules)."""
-    # With the redis_direct load suite's own user (acl.LOADTEST_USER), in every stack.
-    expected = {"default", "admin", "exporter", LOADTEST_USER, *registry.NAMES}
+    # With the redis_direct load suite's own user (acl.LOADTEST_USER), in every stack, and
+    # the account replicas authenticate with (clusters and replicated stacks).
+    expected = {"default", "admin", "exporter", REPLICATION_USER, LOADTEST_USER, *registry.NAMES}
     extra = {addr: sorted(set(c.acl_users()) - expected) for addr, c in nodes.items()}
     extra = {addr: users for addr, users in extra.items() if users}
     assert not extra, f"ACL users the platform does not define: {extra}"
