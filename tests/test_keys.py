@@ -239,4 +239,5 @@ def test_every_identifier_kind_has_an_example_its_validator_accepts():
     kinds = {kind for p in keys.PATTERNS for _, kind in p.fields}
     assert kinds <= set(keys.EXAMPLE_IDS)
     for pattern in keys.PATTERNS:
-        assert keys.classify(pattern.example()).pattern is pattern
+        match = keys.classify(pattern.example())
+        assert match is not None and match.pattern is pattern
