@@ -19,8 +19,8 @@ demo: setup ## Stack up, smoke, load suites, summary and HTML report, stack down
 setup: ## Install redis-server, PostgreSQL (if root) and the Python environment
 	@scripts/setup.sh
 
-up: setup ## Start the local stack: ENV=dev (one Redis node) or prod (3x2 cluster), + services
-	@$(PY) -m courseredis.local up --env $(ENV)
+up: setup ## Start the local stack: ENV=dev (one node) or prod (3x2 cluster), + services; ENGINE=valkey
+	@$(PY) -m courseredis.local up --env $(ENV) $(if $(ENGINE),--engine $(ENGINE))
 
 down: setup ## Stop the local stack (services and Redis) and remove its data; end a rehearsal
 	@$(PY) -m courseredis.local down

@@ -83,8 +83,20 @@ class RedisDeployment(StackConfigModel):
     pod_disruption_budget: bool
     network_policy: bool
     service_monitor: bool
+    # The content digest of the engine's official image (`redis.image`), `sha256:<64 hex>`:
+    # with it the pods pull exactly those bytes, whatever the tag is moved to. None ("" in
+    # the file): pinned by tag only.
+    image_digest: str | None = None
 
     _storage_class = field_validator("storage_class", mode="before")(_unset_if_empty)
+    _image_digest = field_validator("image_digest", mode="before")(_unset_if_empty)
+
+    @field_validator("image_digest")
+    @classmethod
+    def _digest(cls, value: str | None) -> str | None:
+        if value is not None and not _IMAGE_DIGEST.match(value):
+            raise ValueError(f"{value!r} is not a digest like sha256:<64 hex>")
+        return value
 
     @field_validator("storage_size")
     @classmethod

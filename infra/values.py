@@ -166,6 +166,13 @@ def redis_chart_values(settings: StackSettings) -> dict[str, Any]:
         "fullnameOverride": REDIS_NAME,
         "clusterDomain": settings.cluster_domain,
         "mode": topology.mode,
+        # The stack's engine at its pinned version, as that engine's official image.
+        "engine": topology.engine,
+        "image": {
+            "repository": topology.image[0],
+            "tag": topology.image[1],
+            "digest": deployment.image_digest or "",
+        },
         "port": REDIS_PORT,
         "maxmemory": topology.maxmemory,
         "maxmemoryPolicy": MAXMEMORY_POLICY,

@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from courseredis.config_model import StackConfigModel, describe
+from courseredis.engines import PINNED, Engine, image_reference, parse_version
 
 PROJECT_NAME = "course-redis"
 ENVIRONMENTS = ("dev", "prod")
@@ -34,8 +35,15 @@ class StackConfigError(ValueError):
 
 
 class RedisTopology(StackConfigModel):
-    """What Redis an environment runs: the keys under `course-redis:redis`."""
+    """What Redis an environment runs: the keys under `course-redis:redis`.
 
+    `engine` (redis | valkey) and its pinned `version` choose the server: the official image
+    in Kubernetes, the machine's nearest package locally (docs/engines.md). Without them, a
+    model built in code runs Redis at its pinned release.
+    """
+
+    engine: Engine = "redis"
+    version: str = ""  # "" -> the engine's pinned release (courseredis.engines.PINNED)
     mode: Mode
     masters: int = Field(ge=0)
     replicas_per_master: int = Field(ge=0)
@@ -64,6 +72,26 @@ class RedisTopology(StackConfigModel):
             return cls.model_validate(raw)
         except ValidationError as exc:
             raise StackConfigError(f"{source}: {describe(exc, within='redis')}") from None
+
+    @property
+    def image(self) -> tuple[str, str]:
+        """(repository, tag) of the engine's official image at `version`."""
+        return image_reference(self.engine, self.version)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pinned_version(cls, data: object) -> object:
+        if isinstance(data, dict) and not data.get("version"):
+            engine = data.get("engine", "redis")
+            if engine in PINNED:
+                return {**data, "version": PINNED[engine]}
+        return data
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        parse_version(value)  # a full release: a floating `8` or `latest` is no pin
+        return value
 
     @field_validator("maxmemory", mode="before")
     @classmethod

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, ValidationError
 
 from courseredis.config_model import ConfigModel, describe
+from courseredis.engines import Engine
 from courseredis.environments import Mode
 
 LOCAL_DIR = Path(".local")  # every local state under a root: stack.json, data, databases
@@ -34,6 +35,18 @@ class Account(ConfigModel):
     password: str
 
 
+class EngineRecord(ConfigModel):
+    """The server the nodes run (`name`, `version`, `binary`) and what the stack asked for:
+    `note` says it in one line when they differ (the machine's nearest package)."""
+
+    name: Engine
+    version: str
+    binary: str
+    wanted_name: Engine
+    wanted_version: str
+    note: str | None = None
+
+
 class RedisRecord(ConfigModel):
     """The `redis` section: the nodes, the admin account, the service users, what stops it."""
 
@@ -48,6 +61,8 @@ class RedisRecord(ConfigModel):
     loadtest: Account | None = None
     data_dir: Path
     pids: list[int]  # pids[i] serves nodes[i]
+    # The engine the nodes run; absent in files written before there were two.
+    engine: EngineRecord | None = None
 
 
 class ServiceProcess(ConfigModel):

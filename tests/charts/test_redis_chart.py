@@ -9,6 +9,7 @@ from typing import Any
 import helm_python
 import pytest
 
+from courseredis.engines import IMAGE_VARIANT, PINNED
 from courseredis.redis_config import (
     APPENDFSYNC,
     BUSY_REPLY_THRESHOLD_MS,
@@ -122,7 +123,30 @@ def test_chart_defaults_restate_the_package_constants():
     assert values["busyReplyThresholdMs"] == BUSY_REPLY_THRESHOLD_MS
     assert values["port"] == infra_values.REDIS_PORT
     assert values["cluster"]["busPort"] == infra_values.CLUSTER_BUS_PORT
-    assert values["image"]["tag"].startswith("7.0.")  # the version the tests run against
+    # The pinned maintained release of the default engine (docs/engines.md).
+    assert (values["engine"], values["image"]["repository"]) == ("redis", "redis")
+    assert values["image"]["tag"] == f"{PINNED['redis']}-{IMAGE_VARIANT}"
+
+
+@pytest.mark.parametrize("engine", ["redis", "valkey"])
+def test_the_stack_engine_is_its_official_image_and_binaries(engine: str):
+    settings = _prod()
+    topology = settings.redis.model_copy(update={"engine": engine, "version": PINNED[engine]})
+    digest = "sha256:" + "3" * 64
+    deployment = settings.redis_deployment.model_copy(update={"image_digest": digest})
+    settings = settings.model_copy(update={"redis": topology, "redis_deployment": deployment})
+    objects = rendered(settings)
+    statefulset = only(objects, "StatefulSet")
+    containers = statefulset["spec"]["template"]["spec"]["containers"]
+    (redis,) = [c for c in containers if c["name"] == "redis"]
+    repository = {"redis": "redis", "valkey": "valkey/valkey"}[engine]
+    assert redis["image"] == f"{repository}:{PINNED[engine]}-{IMAGE_VARIANT}@{digest}"
+    config = only(objects, "ConfigMap")["data"]
+    assert f"exec {engine}-server /etc/redis/redis.conf" in config["start.sh"]
+    probe = " ".join(redis["readinessProbe"]["exec"]["command"])
+    assert f"{engine}-cli -h 127.0.0.1" in probe
+    other = {"redis": "valkey", "valkey": "redis"}[engine]
+    assert f"{other}-server" not in config["start.sh"] and f"{other}-cli" not in probe
 
 
 def test_cluster_nodes_announce_hostnames_keep_nodes_conf_and_repair_it():
@@ -340,11 +364,11 @@ def test_images_can_be_pinned_by_digest():
     )
     pod = only(objects, "StatefulSet", "redis")["spec"]["template"]["spec"]
     images = {c["name"]: c["image"] for c in pod["containers"]}
-    assert images["redis"].endswith(f":7.0.15-bookworm@{redis_digest}")
+    assert images["redis"].endswith(f":{PINNED['redis']}-{IMAGE_VARIANT}@{redis_digest}")
     assert images["metrics"].endswith(f":v1.62.0@{exporter_digest}")
     validate_objects(objects)
     check_containers(objects)
     values = infra_values.redis_chart_values(_prod())
-    values["image"] = {"digest": "sha256:short"}
+    values["image"]["digest"] = "sha256:short"
     with pytest.raises(helm_python.HelmError, match="digest"):
         render("redis", values)

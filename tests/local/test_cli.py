@@ -98,7 +98,11 @@ def test_up_dev_records_the_stack(dev_root: Path) -> None:
     part = document["redis"]
     assert set(part) == {
         "mode", "nodes", "username", "password", "users", "loadtest", "data_dir", "pids",
+        "engine",
     }  # fmt: skip
+    # The engine the nodes run, and what the stack file asked for (docs/engines.md).
+    assert part["engine"]["wanted_name"] == part["engine"]["name"]
+    assert part["engine"]["binary"].endswith(f"{part['engine']['name']}-server")
     assert set(part["users"]) == set(registry.NAMES)
     # The redis_direct load suite's own user, not the admin (issue 13, finding 9).
     assert part["loadtest"]["username"] == "loadtest"

@@ -50,11 +50,22 @@ def test_running_stack_starts_and_always_stops(tmp_path: Path) -> None:
             "loadtest": {"username": "loadtest", "password": stack.loadtest_password},
             "data_dir": str(tmp_path.resolve()),
             "pids": stack.pids,
+            "engine": {
+                "name": DEV.engine,
+                "version": stack.engine.version if stack.engine else None,
+                "binary": stack.binary,
+                "wanted_name": DEV.engine,
+                "wanted_version": DEV.version,
+                "note": stack.engine.note if stack.engine else None,
+            },
         }
         assert LocalStack.from_json(stack.to_json()) == stack
         # A stack.json written before the service users and the load-test user still reads.
-        older = {k: v for k, v in stack.to_json().items() if k not in ("users", "loadtest")}
+        older = {
+            k: v for k, v in stack.to_json().items() if k not in ("users", "loadtest", "engine")
+        }
         assert LocalStack.from_json(older).users == {}
+        assert LocalStack.from_json(older).engine is None
         assert LocalStack.from_json(older).loadtest_password is None
     assert not any(is_our_redis(pid) for pid in stack.pids)
 

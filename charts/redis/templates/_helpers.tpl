@@ -82,9 +82,15 @@ app.kubernetes.io/component: server
 {{- with .Values.bootstrapImage.digest }}@{{ . }}{{ end -}}
 {{- end -}}
 
-{{/* redis-cli flags for the probes: the admin account (password in REDISCLI_AUTH), TLS. */}}
+{{/* The engine's server binary: each official image has its own names. */}}
+{{- define "redis.server" -}}
+{{- ternary "valkey-server" "redis-server" (eq .Values.engine "valkey") -}}
+{{- end -}}
+
+{{/* The CLI flags for the probes: the admin account (password in REDISCLI_AUTH, which
+valkey-cli reads too), TLS. */}}
 {{- define "redis.cli" -}}
-redis-cli -h 127.0.0.1 -p {{ .Values.port }} --user "$REDIS_USERNAME" --no-auth-warning
+{{ ternary "valkey-cli" "redis-cli" (eq .Values.engine "valkey") }} -h 127.0.0.1 -p {{ .Values.port }} --user "$REDIS_USERNAME" --no-auth-warning
 {{- if .Values.tls.enabled }} --tls --cacert /etc/redis/tls/ca.crt{{ end }}
 {{- end -}}
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from courseredis.engines import ENGINES, SPECS, Engine, EngineError, wanted_engine
 from courseredis.environments import ENVIRONMENTS, REPO_ROOT, StackConfigError, load_environment
 from courseredis.local import services as local_services
 from courseredis.local.processes import LocalStackError
@@ -35,11 +36,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = Path(args.root).resolve()
     try:
         if args.command == "up":
-            return up(root, args.env, Path(args.stack_dir), with_services=not args.redis_only)
+            return up(
+                root,
+                args.env,
+                Path(args.stack_dir),
+                with_services=not args.redis_only,
+                engine=args.engine or None,
+            )
         if args.command == "down":
             return down(root)
         return status(root, Path(args.stack_dir))
-    except (LocalStackError, StackConfigError) as exc:
+    except (LocalStackError, StackConfigError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -47,19 +54,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def up(root: Path, env: str, stack_dir: Path, *, with_services: bool = True) -> int:
+def up(
+    root: Path,
+    env: str,
+    stack_dir: Path,
+    *,
+    with_services: bool = True,
+    engine: Engine | None = None,
+) -> int:
     """Start the `env` stack; a no-op when it already runs healthy, replacing any other.
 
     With services: the database is migrated and seeded and the four services started,
-    connected to Redis as their own ACL users.
+    connected to Redis as their own ACL users. `engine` runs that engine instead of the
+    stack file's (`make up ENGINE=valkey`), at its pinned release or the nearest the
+    machine's packages offer.
     """
     topology = load_environment(env, stack_dir).redis
+    wanted = wanted_engine(topology.engine, topology.version, engine)
     with locked(root):
         document = read_state(root)
         if document.redis is not None:
             current = _recorded(document)
             if current.env == env:
                 problems = check_stack(current, topology)
+                if current.engine is not None and current.engine.wanted_name != wanted[0]:
+                    problems.insert(0, f"it runs {current.engine.name}, {wanted[0]} was asked for")
                 if with_services:
                     problems += local_services.problems(document)
                 if not problems:
@@ -74,7 +93,7 @@ def up(root: Path, env: str, stack_dir: Path, *, with_services: bool = True) -> 
             document = document.without_own_sections()
             write_state(root, document)
         started = time.monotonic()
-        stack = start_stack(topology, env_data_dir(root, env), env=env)
+        stack = start_stack(topology, env_data_dir(root, env), env=env, engine=engine)
         redis_part = {k: v for k, v in stack.to_json().items() if k != "env"}
         document = document.updated(
             {
@@ -146,14 +165,17 @@ def _stop_recorded(root: Path, stack: LocalStack) -> None:
 
 def _describe(stack: LocalStack, root: Path) -> None:
     print(f"env: {stack.env} ({stack.mode}, {len(stack.nodes)} node(s))")
+    if stack.engine is not None:
+        print(f"engine: {stack.engine.describe()} ({stack.engine.binary})")
+        if stack.engine.note:
+            print(stack.engine.note)
     print(f"nodes: {' '.join(stack.nodes)}")
     print(f"user: {stack.username} (password: redis.password in {stack_file_path(root)})")
     if stack.users:
         print(f"service users: {', '.join(stack.users)} (passwords: redis.users in stack.json)")
     cluster_flag = " -c" if stack.mode == "cluster" else ""
-    print(
-        f"connect: redis-cli{cluster_flag} -p {stack.ports[0]} --user {stack.username} --pass ..."
-    )
+    cli = SPECS[stack.engine.name].cli if stack.engine is not None else "redis-cli"
+    print(f"connect: {cli}{cluster_flag} -p {stack.ports[0]} --user {stack.username} --pass ...")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -178,6 +200,13 @@ def _parser() -> argparse.ArgumentParser:
     up_parser.add_argument("--env", required=True, choices=ENVIRONMENTS)
     up_parser.add_argument(
         "--redis-only", action="store_true", help="start Redis only, not the services"
+    )
+    up_parser.add_argument(
+        "--engine",
+        choices=[*ENGINES, ""],
+        default="",
+        help="run this engine instead of the stack file's (its pinned release, or the "
+        "nearest the machine's packages offer)",
     )
     commands.add_parser("down", parents=[common], help="stop the stack and remove its data")
     commands.add_parser(

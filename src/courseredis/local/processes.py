@@ -9,18 +9,13 @@ is never killed.
 
 from __future__ import annotations
 
-import functools
-import re
-import shutil
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
 import psutil
 
+from courseredis.engines import PINNED, SERVER_NAMES, Engine, EngineError, local_engine
 from courseredis.local import supervisor
-
-MIN_REDIS_VERSION = (7, 0)
 
 
 class LocalStackError(RuntimeError):
@@ -31,37 +26,29 @@ class RedisServerMissingError(LocalStackError):
     """No usable `redis-server` binary."""
 
 
-@functools.cache
 def redis_server_binary(name: str = "redis-server") -> str:
-    """The path of `redis-server`, checked to be Redis >= 7 (for `cluster-port`, ADDSLOTSRANGE)."""
-    path = shutil.which(name)
-    if path is None:
-        raise RedisServerMissingError(
-            f"{name} not found on PATH; install it with: sudo apt-get install redis-server"
-        )
-    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False).stdout
-    match = re.search(r"v=(\d+)\.(\d+)", out)
-    if match is None:
-        raise RedisServerMissingError(f"{path} --version printed no version: {out.strip()!r}")
-    version = (int(match[1]), int(match[2]))
-    if version < MIN_REDIS_VERSION:
-        raise RedisServerMissingError(
-            f"{path} is Redis {version[0]}.{version[1]}; the local stack needs Redis >= 7.0"
-        )
-    return path
+    """The path of a server binary (`redis-server` or `valkey-server`), checked to be recent
+    enough for the local stack (`cluster-port`, ADDSLOTSRANGE: Redis >= 7.0, any Valkey)."""
+    engine: Engine = "valkey" if "valkey" in Path(name).name else "redis"
+    try:
+        return local_engine(engine, PINNED[engine], binary=name).binary
+    except EngineError as exc:
+        raise RedisServerMissingError(str(exc)) from None
 
 
 def is_our_redis(pid: int, port: int | None = None) -> bool:
-    """Whether `pid` is a live (not zombie) `redis-server`, listening on `port` if given."""
+    """Whether `pid` is a live (not zombie) `redis-server` or `valkey-server`, listening on
+    `port` if given."""
     return _our_redis(pid, port) is not None
 
 
 def _our_redis(pid: int, port: int | None) -> psutil.Process | None:
-    # Redis rewrites its process title to `redis-server 127.0.0.1:<port> [cluster]`, which
-    # is what lets the port tell our node apart from another `redis-server`.
+    # Redis rewrites its process title to `redis-server 127.0.0.1:<port> [cluster]` (Valkey
+    # to `valkey-server ...`), which is what lets the port tell our node apart from another.
     def ours(argv: list[str]) -> bool:
         title = " ".join(argv)
-        return "redis-server" in title and (port is None or f":{port}" in title)
+        server = any(name in title for name in SERVER_NAMES)
+        return server and (port is None or f":{port}" in title)
 
     return supervisor.find(pid, ours)
 

@@ -35,6 +35,7 @@ from courseredis.cluster_bootstrap import (
     wait_until_healthy,
 )
 from courseredis.cluster_repair import RepairError, map_resolver, repair_nodes_conf
+from courseredis.engines import Engine, EngineError, LocalEngine, local_engine, wanted_engine
 from courseredis.environments import Mode, RedisTopology
 from courseredis.local.nodes import (
     ADMIN_USER,
@@ -47,9 +48,13 @@ from courseredis.local.nodes import (
     shutdown_nodes,
     stop_pids,
 )
-from courseredis.local.processes import LocalStackError, is_our_redis, redis_server_binary
+from courseredis.local.processes import (
+    LocalStackError,
+    RedisServerMissingError,
+    is_our_redis,
+)
 from courseredis.services import registry
-from courseredis.stack_file import Account, RedisRecord
+from courseredis.stack_file import Account, EngineRecord, RedisRecord
 from courseredis.topology import split_addr
 
 
@@ -66,6 +71,7 @@ class LocalStack:
     data_dir: Path
     users: dict[str, str] = field(default_factory=dict)  # service -> its ACL user's password
     loadtest_password: str | None = None  # the redis_direct load suite's user (acl.LOADTEST_USER)
+    engine: LocalEngine | None = None  # the server the nodes run; None: not recorded
 
     def record(self) -> RedisRecord:
         """The `redis` section of stack.json (the service users named after their service)."""
@@ -83,10 +89,12 @@ class LocalStack:
             else None,
             data_dir=self.data_dir,
             pids=list(self.pids),
+            engine=_engine_record(self.engine) if self.engine is not None else None,
         )
 
     @classmethod
     def from_record(cls, record: RedisRecord, *, env: str) -> LocalStack:
+        engine = record.engine
         return cls(
             env=env,
             mode=record.mode,
@@ -97,6 +105,15 @@ class LocalStack:
             data_dir=record.data_dir,
             users={service: user.password for service, user in record.users.items()},
             loadtest_password=record.loadtest.password if record.loadtest else None,
+            engine=LocalEngine(
+                name=engine.name,
+                version=engine.version,
+                binary=engine.binary,
+                wanted_name=engine.wanted_name,
+                wanted_version=engine.wanted_version,
+            )
+            if engine is not None
+            else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -125,22 +142,53 @@ class LocalStack:
         """The stable names the nodes announce to their peers (cluster mode)."""
         return [node_hostname(i) for i in range(len(self.nodes))]
 
+    @property
+    def binary(self) -> str | None:
+        """The server binary the nodes were started from, when recorded."""
+        return self.engine.binary if self.engine is not None else None
+
+
+def _engine_record(engine: LocalEngine) -> EngineRecord:
+    return EngineRecord(
+        name=engine.name,
+        version=engine.version,
+        binary=engine.binary,
+        wanted_name=engine.wanted_name,
+        wanted_version=engine.wanted_version,
+        note=engine.note,
+    )
+
+
+def resolve_engine(
+    topology: RedisTopology, engine: Engine | None = None, binary: str | None = None
+) -> LocalEngine:
+    """The server this machine runs for `topology`: the stack's engine, or `engine` (else
+    `COURSEREDIS_ENGINE`) when given, from the machine's packages (or `binary`)."""
+    name, version = wanted_engine(topology.engine, topology.version, engine)
+    try:
+        return local_engine(name, version, binary=binary)
+    except EngineError as exc:
+        raise RedisServerMissingError(str(exc)) from None
+
 
 def start_stack(
     topology: RedisTopology,
     data_dir: Path,
     *,
     env: str,
-    redis_server: str = "redis-server",
+    redis_server: str | None = None,
+    engine: Engine | None = None,
     bootstrap_timeout_s: float = 30.0,
 ) -> LocalStack:
     """Start the nodes of `topology` under `data_dir` and, in cluster mode, form the cluster.
 
     Returns once the stack is usable: a standalone node answers, or the cluster is healthy
     (`cluster_state:ok`, every master with its replicas linked). On any failure every node
-    already started is stopped before the error propagates.
+    already started is stopped before the error propagates. The nodes run the stack's
+    engine, or `engine` (else `COURSEREDIS_ENGINE`), from the machine's packages or
+    `redis_server`; `LocalStack.engine` says which and at what version.
     """
-    stack = start_nodes(topology, data_dir, env=env, redis_server=redis_server)
+    stack = start_nodes(topology, data_dir, env=env, redis_server=redis_server, engine=engine)
     if topology.mode != "cluster":
         return stack
     try:
@@ -166,7 +214,8 @@ def start_nodes(
     *,
     env: str,
     count: int | None = None,
-    redis_server: str = "redis-server",
+    redis_server: str | None = None,
+    engine: Engine | None = None,
 ) -> LocalStack:
     """Start `count` (default: the topology's node count) nodes, without forming a cluster.
 
@@ -174,7 +223,8 @@ def start_nodes(
     starts from, here and in Kubernetes. Leftover node directories of a stack that is no
     longer running are removed first; a running one is an error.
     """
-    binary = redis_server_binary(redis_server)
+    server = resolve_engine(topology, engine, redis_server)
+    binary = server.binary
     data_dir = data_dir.resolve()
     password = secrets.token_urlsafe(24)
     service_passwords = {service: secrets.token_urlsafe(24) for service in registry.NAMES}
@@ -198,6 +248,7 @@ def start_nodes(
         data_dir=data_dir,
         users=service_passwords,
         loadtest_password=loadtest_password,
+        engine=server,
     )
 
 
@@ -220,7 +271,7 @@ def restart_stack(
     topology: RedisTopology,
     *,
     hosts: Sequence[str] | None = None,
-    redis_server: str = "redis-server",
+    redis_server: str | None = None,
     timeout_s: float = 30.0,
 ) -> LocalStack:
     """Stop every node of `stack` keeping its data, and start it again at a new address.
@@ -235,7 +286,8 @@ def restart_stack(
     their own files. Returns the stack at its new addresses and PIDs; on failure the
     restarted nodes are stopped (their data stays) and `LocalStackError` says why.
     """
-    binary = redis_server_binary(redis_server)
+    # The binary the nodes ran (their data is in its format), unless told otherwise.
+    binary = redis_server or stack.binary or resolve_engine(topology).binary
     new_hosts = list(hosts) if hosts is not None else _other_loopback_hosts(stack)
     if len(new_hosts) != len(stack.nodes):
         raise LocalStackError(f"{len(stack.nodes)} nodes need as many hosts, got {new_hosts}")
@@ -311,10 +363,15 @@ def recorded_bus_port(directory: Path) -> int:
 
 @contextmanager
 def running_stack(
-    topology: RedisTopology, data_dir: Path, *, env: str, redis_server: str = "redis-server"
+    topology: RedisTopology,
+    data_dir: Path,
+    *,
+    env: str,
+    redis_server: str | None = None,
+    engine: Engine | None = None,
 ) -> Iterator[LocalStack]:
     """Start a stack, yield it, and always stop it."""
-    stack = start_stack(topology, data_dir, env=env, redis_server=redis_server)
+    stack = start_stack(topology, data_dir, env=env, redis_server=redis_server, engine=engine)
     try:
         yield stack
     finally:

@@ -208,7 +208,7 @@ def relaunch_node(stack: LocalStack, topology: RedisTopology, index: int) -> Loc
     if stack.password is None:
         raise LocalStackError("the stack has no admin password")
     (started,) = relaunch_nodes(
-        topology, [node], password=stack.password, binary=redis_server_binary()
+        topology, [node], password=stack.password, binary=stack.binary or redis_server_binary()
     )
     pids = list(stack.pids)
     pids[index] = started.running_pid
