@@ -111,7 +111,7 @@ def test_the_machine_offers_both_engines(engine: engines.Engine) -> None:
 
 
 def test_a_missing_engine_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engines.shutil, "which", lambda name: None)
+    monkeypatch.setattr("courseredis.engines.shutil.which", lambda name: None)
     engines._binary_version.cache_clear()
     try:
         with pytest.raises(RedisServerMissingError, match="bookworm-backports"):

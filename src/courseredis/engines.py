@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -192,7 +193,7 @@ def _binary_version(name: str) -> tuple[str, tuple[int, int, int]]:
     return path, (int(match[1]), int(match[2]), int(match[3]))
 
 
-def server_version(info: dict[str, object]) -> tuple[Engine, tuple[int, int, int]]:
+def server_version(info: Mapping[str, object]) -> tuple[Engine, tuple[int, int, int]]:
     """The engine and its version from a node's `INFO server`.
 
     Valkey keeps `redis_version` at 7.2.4 for clients that check it, and reports its own in

@@ -9,7 +9,7 @@ from typing import Any
 import helm_python
 import pytest
 
-from courseredis.engines import IMAGE_VARIANT, PINNED
+from courseredis.engines import IMAGE_VARIANT, PINNED, Engine
 from courseredis.redis_config import (
     APPENDFSYNC,
     BUSY_REPLY_THRESHOLD_MS,
@@ -129,7 +129,7 @@ def test_chart_defaults_restate_the_package_constants():
 
 
 @pytest.mark.parametrize("engine", ["redis", "valkey"])
-def test_the_stack_engine_is_its_official_image_and_binaries(engine: str):
+def test_the_stack_engine_is_its_official_image_and_binaries(engine: Engine):
     settings = _prod()
     topology = settings.redis.model_copy(update={"engine": engine, "version": PINNED[engine]})
     digest = "sha256:" + "3" * 64
