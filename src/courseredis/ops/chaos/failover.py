@@ -73,6 +73,7 @@ from courseredis.patterns.replica_ack import (
     write_acknowledged_async,
 )
 from courseredis.patterns.sessions import AsyncSessions
+from courseredis.services.settings import DEFAULT_RATE_LIMITS
 from courseredis.topology import slot_masters
 from courseredis.waiting import Deadline, TimedOut, wait_until_async
 
@@ -139,7 +140,7 @@ def run(workdir: Path, options: FailoverOptions | None = None) -> ScenarioResult
     options = options or FailoverOptions()
     result = ScenarioResult(NAME, TITLE, headline=HEADLINE)
     started = time.monotonic()
-    students = options.users + 3
+    students = options.users + 2 + _witness_accounts(options)
     try:
         with live_platform(workdir, students=students, courses=options.courses) as platform:
             asyncio.run(_scenario(platform, options, result))
@@ -173,14 +174,18 @@ async def _scenario(
         )
         for username, password in students[: options.users]
     ]
-    witness_user = students[options.users]
+    witness_users = students[options.users + 2 :]
     try:
         logged_in = await start_users(users)
         result.check("users logged in", logged_in == len(users), f"{logged_in}/{len(users)}")
-        logout_sessions = await _logins(gateway, witness_user, addresses, options.logout_witnesses)
-        refresh_sessions = await _logins(
-            gateway, witness_user, addresses, options.refresh_witnesses
+        logins = await _logins(
+            gateway,
+            witness_users,
+            addresses,
+            options.logout_witnesses + options.refresh_witnesses,
         )
+        logout_sessions = logins[: options.logout_witnesses]
+        refresh_sessions = logins[options.logout_witnesses :]
         result.check(
             "witnesses logged in",
             len(logout_sessions) == options.logout_witnesses
@@ -327,12 +332,21 @@ def _percentiles(values: Sequence[float]) -> tuple[float, float]:
 # --- witnesses --------------------------------------------------------------------------------
 
 
+def _witness_accounts(options: FailoverOptions) -> int:
+    """How many accounts the witnesses log in as: the gateway limits logins per account
+    (services.settings' login policy), so they spread their logins, each account keeping
+    half its budget for retries."""
+    per_account = min(spec.limit for spec in DEFAULT_RATE_LIMITS["login"].per_account)
+    logins = options.logout_witnesses + options.refresh_witnesses
+    return -(-logins // max(1, per_account // 2))
+
+
 async def _logins(
-    gateway: Gateway, user: tuple[str, str], addresses: Addresses, count: int
+    gateway: Gateway, users: Sequence[tuple[str, str]], addresses: Addresses, count: int
 ) -> list[Session]:
     semaphore = asyncio.Semaphore(4)
 
-    async def one() -> Session | None:
+    async def one(user: tuple[str, str]) -> Session | None:
         async with semaphore:
             for _ in range(3):
                 session = await login(gateway, *user, addresses.take(), op="witness-login")
@@ -340,7 +354,7 @@ async def _logins(
                     return session
             return None
 
-    found = await asyncio.gather(*(one() for _ in range(count)))
+    found = await asyncio.gather(*(one(users[i % len(users)]) for i in range(count)))
     return [s for s in found if s is not None]
 
 
