@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import testinfra  # type: ignore[import-untyped]  # no type information
 from testinfra.host import Host  # type: ignore[import-untyped]
 
+from courseredis.engines import SERVER_NAMES
 from courseredis.topology import split_addr
 
 
@@ -94,13 +95,17 @@ def get_host(spec: str) -> Host:
 
 
 def redis_processes(host: Host) -> list[tuple[int, str]]:
-    """(pid, command line) of every redis-server on the host.
+    """(pid, command line) of every redis-server or valkey-server on the host.
 
-    Redis rewrites its process title to `redis-server <addr>:<port> [cluster]`, which is what
-    names the node a process serves.
+    Redis rewrites its process title to `redis-server <addr>:<port> [cluster]` (Valkey to
+    `valkey-server ...`), which is what names the node a process serves.
     """
     if host.exists("ps"):
-        return [(int(p.pid), str(p.args)) for p in host.process.filter(comm="redis-server")]
+        return [
+            (int(p.pid), str(p.args))
+            for server in SERVER_NAMES
+            for p in host.process.filter(comm=server)
+        ]
     script = (
         "for d in /proc/[0-9]*; do "
         '[ -r "$d/cmdline" ] || continue; '
@@ -113,7 +118,7 @@ def redis_processes(host: Host) -> list[tuple[int, str]]:
     for line in str(out).splitlines():
         pid, _, rest = line.partition("\t")
         name, _, command = rest.partition("\t")
-        if name == "redis-server" and pid.isdigit():
+        if name in SERVER_NAMES and pid.isdigit():
             found.append((int(pid), command.strip()))
     return found
 
@@ -128,11 +133,14 @@ def listening(host: Host, port: int) -> tuple[bool, str]:
     if host.exists("ss") or host.exists("netstat"):
         sockets = host.socket.get_listening_sockets()
         return any(s.startswith("tcp://") and s.endswith(f":{port}") for s in sockets), "ss"
-    if host.exists("redis-cli"):
-        result = host.run(f"redis-cli -h 127.0.0.1 -p {port} PING")
-        out = f"{result.stdout}{result.stderr}"
-        return "PONG" in out or "NOAUTH" in out, f"redis-cli PING: {out.strip()[:100]}"
-    raise RuntimeError("the host has neither ss, netstat nor redis-cli: cannot check the port")
+    for cli in ("redis-cli", "valkey-cli"):  # the official images have their engine's own
+        if host.exists(cli):
+            result = host.run(f"{cli} -h 127.0.0.1 -p {port} PING")
+            out = f"{result.stdout}{result.stderr}"
+            return "PONG" in out or "NOAUTH" in out, f"{cli} PING: {out.strip()[:100]}"
+    raise RuntimeError(
+        "the host has neither ss, netstat, redis-cli nor valkey-cli: cannot check the port"
+    )
 
 
 def read_config(host: Host, path: str) -> dict[str, str]:
