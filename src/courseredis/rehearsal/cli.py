@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,6 +50,10 @@ class RehearsalRefused(RuntimeError):
 
 def state_root(root: Path) -> Path:
     return root.resolve() / ".local" / "rehearsal"
+
+
+def reports_dir(root: Path, env: str) -> Path:
+    return root.resolve() / "reports" / "rehearsal" / env
 
 
 def current_path(root: Path) -> Path:
@@ -88,7 +93,7 @@ def declared(env: str) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]
         secrets["databaseUrl"] = STAND_IN_DATABASE_URL
         notes.append("databaseUrl: a throwaway SQLite file per pod stands in for PostgreSQL")
     deployment = deploy(env, secrets=secrets, passwords=random_password)
-    result = declared_objects(deployment, cwd=REPO_ROOT)
+    result = declared_objects(deployment)  # chart paths are relative to where it ran
     notes += [f"{s.kind}/{s.name}: skipped by Chart v4 ({s.reason})" for s in result.skipped]
     return result.objects, deployment.exports, notes
 
@@ -234,9 +239,7 @@ def up(env: str, root: Path, keep: bool, timeout: float, image_from: str | None)
         failed = not all(step.passed for step in steps)
     finally:
         unhonoured = [str(u) for u in plan.unhonoured]
-        summary = write_summary(
-            REPO_ROOT / "reports" / "rehearsal" / env, env, steps, unhonoured, notes, exports
-        )
+        summary = write_summary(reports_dir(root, env), env, steps, unhonoured, notes, exports)
         print_table(steps, summary)
         if not keep or failed:
             if keep:
@@ -290,7 +293,16 @@ def down(root: Path) -> int:
     except (OSError, ValueError):
         current = {}
     if current:
-        stop_daemon(Path(current["state_dir"]), int(current.get("pid", 0)))
+        state_dir = Path(current["state_dir"])
+        stop_daemon(state_dir, int(current.get("pid", 0)))
+        log = state_dir / "controller.log"
+        if log.exists():
+            reports = reports_dir(root, str(current.get("env", "unknown")))
+            reports.mkdir(parents=True, exist_ok=True)
+            shutil.copy(log, reports / "controller.log")
+        # objects.json holds the generated passwords: nothing of the run stays behind.
+        if state_dir.parent == state_root(root):
+            shutil.rmtree(state_dir, ignore_errors=True)
     problems = sweep(podman)
     for image in current.get("images", []):
         podman.run(["image", "rm", "--force", image], check=False)

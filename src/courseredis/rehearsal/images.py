@@ -443,6 +443,11 @@ def build_project_image(
     The build context is the working tree, or with `revision` that commit's tree
     (`git archive`), so a rehearsal can run what was committed while the tree is edited.
     """
+    previous = podman.image_id(tag)
+    if previous is not None and podman.image_label(tag, LABEL) is None:
+        raise ImageRecipeError(
+            f"{tag} exists and is not the rehearsal's: remove it or choose another tag"
+        )
     with tempfile.TemporaryDirectory(prefix="context-") as exported:
         context = repo_root
         if revision is not None:
@@ -460,4 +465,6 @@ def build_project_image(
     image_id = podman.image_id(tag)
     if image_id is None:
         raise ImageRecipeError(f"podman build reported success but {tag} is not there")
+    if previous is not None and previous != image_id:
+        podman.run(["image", "rm", previous], check=False)  # an earlier run's, now untagged
     return image_id

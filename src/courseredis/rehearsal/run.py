@@ -85,6 +85,9 @@ class PodState:
     containers: list[ContainerState] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)  # podman volume names to remove with it
     counted: bool = False  # a failed Job pod already counted against backoffLimit
+    # The pod has its IP (sandbox up): from then on a Service that publishes not-ready
+    # addresses lists it, init containers still running, as the endpoints controller does.
+    networked: bool = False
     created: float = field(default_factory=time.monotonic)
 
     @property
@@ -397,6 +400,8 @@ class Controller:
             pod_args += ["--add-host", f"{fqdn}:{pod.ip}"]
         pod.pod_id = self.podman.run(pod_args).stdout.strip()
         self.podman.run(["pod", "start", pod.pod_id])
+        pod.networked = True
+        self._publish_dns()  # peers resolve it during its init containers, as in Kubernetes
         facts = PodFacts(pod.name, pod.workload.namespace, pod.ip, pod.uid, template.labels)
         mounts = self._volumes(pod)
         pod_dir = self.state_dir / "pods" / pod.name
@@ -655,7 +660,9 @@ class Controller:
     def dns_records(self) -> dict[str, list[str]]:
         records: dict[str, list[str]] = {}
         with self.lock:
-            pods = [p for p in self.pods.values() if p.ip and p.phase == "Running"]
+            pods = [
+                p for p in self.pods.values() if p.networked and p.phase in ("Pending", "Running")
+            ]
         for service in self.plan.services:
             fqdn = self.plan.service_fqdn(service)
             addresses = [
