@@ -73,7 +73,20 @@ typecheck: setup ## mypy, strict
 pytest: setup ## The test suite only (real redis-server processes, started by the fixtures)
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest ## Everything CI checks: lint, types, tests
+# The Redis-facing tests again on the second engine (docs/engines.md): with
+# COURSEREDIS_ENGINE=valkey every local stack and bare node they start is valkey-server.
+# Patterns, cluster bootstrap/repair/restart, services, smoke, ACL, the rendered configs on
+# the real server, and one chaos scenario (failover under load); about 4 minutes.
+VALKEY_TESTS := tests/patterns tests/services tests/smoke tests/test_cluster_bootstrap.py \
+	tests/test_cluster_repair.py tests/test_cluster_restart.py tests/test_acl.py \
+	tests/test_acl_probes.py tests/test_redis_config.py tests/charts/test_redis_conf_on_real_redis.py \
+	tests/chaos/test_failover.py tests/test_engines.py
+.PHONY: pytest-valkey
+pytest-valkey: setup ## The Redis-facing tests on Valkey (COURSEREDIS_ENGINE=valkey)
+	@echo "--- the Redis-facing tests on the second engine: valkey ---"
+	@COURSEREDIS_ENGINE=valkey $(PY) -m pytest $(VALKEY_TESTS)
+
+test: lint typecheck pytest pytest-valkey ## Everything CI checks: lint, types, tests (both engines)
 
 # The deploy rehearsal: what `pulumi up -s $(ENV)` applies, on podman containers built from
 # the Dockerfile (rootful; scripts/setup.sh installs podman). KEEP=1 leaves it running until

@@ -12,9 +12,22 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from courseredis import keys
+from courseredis.engines import PINNED, Engine, engine_override, local_engine
 from courseredis.local import LocalStack
 from courseredis.settings import RedisSettings
 from courseredis.topology import split_addr
+
+
+def run_engine() -> Engine:
+    """The engine this test run's servers are: `COURSEREDIS_ENGINE` (the Makefile's second
+    run, on Valkey), else the stack files' Redis."""
+    return engine_override() or "redis"
+
+
+def server_binary() -> str:
+    """The server binary of `run_engine()` on this machine, for tests that start a bare one."""
+    engine = run_engine()
+    return local_engine(engine, PINNED[engine]).binary
 
 
 def settings_for(stack: LocalStack) -> RedisSettings:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis
 
 from courseredis import engines
 from courseredis.engines import (
@@ -22,9 +23,11 @@ from courseredis.engines import (
     wanted_engine,
 )
 from courseredis.environments import REPO_ROOT, RedisTopology, StackConfigError, load_environment
+from courseredis.local import LocalStack
 from courseredis.local.processes import RedisServerMissingError, redis_server_binary
 from courseredis.stack_file import stack_file_path
 from infra.settings import StackSettings
+from tests.support import run_engine
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
@@ -161,3 +164,15 @@ def test_up_with_another_engine_says_which_runs_and_records_it(tmp_path: Path) -
         assert "connect: valkey-cli -p" in up.stdout
     finally:
         subprocess.run([*cli, "down", "--root", str(root)], capture_output=True, timeout=60)
+
+
+def test_the_fixtures_run_the_engine_of_the_run(stack: LocalStack) -> None:
+    """The second test run (`COURSEREDIS_ENGINE=valkey`) does run Valkey, and the first Redis."""
+    assert stack.engine is not None and stack.engine.name == run_engine()
+    for node in stack.nodes:
+        host, port = node.rsplit(":", 1)
+        with redis.Redis(
+            host=host, port=int(port), username=stack.username, password=stack.password
+        ) as client:
+            info = {key: value for key, value in client.info("server").items()}
+        assert server_version(info)[0] == run_engine()

@@ -22,6 +22,7 @@ from courseredis.redis_config import (
     render_acl_file,
     render_redis_conf,
 )
+from tests.support import server_binary
 
 DEV = load_environment("dev").redis
 PROD = load_environment("prod").redis
@@ -190,7 +191,7 @@ def prod_node(tmp_path: Path) -> Iterator[tuple[redis.Redis, Path]]:
         replication_password="admin-pw",
     )
     (directory / "redis.conf").write_text(conf)
-    process = subprocess.Popen(["redis-server", str(directory / "redis.conf")], cwd=directory)
+    process = subprocess.Popen([server_binary(), str(directory / "redis.conf")], cwd=directory)
     client = redis.Redis(port=port, username="admin", password="admin-pw", decode_responses=True)
     try:
         deadline = time.monotonic() + 10

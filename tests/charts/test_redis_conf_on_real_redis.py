@@ -1,4 +1,7 @@
-"""The chart's start script and redis.conf, and the program's ACL file, on a real Redis 7.0.
+"""The chart's start script and redis.conf, and the program's ACL file, on a real server.
+
+The chart is rendered for the engine of the test run (`tests.support.run_engine`), whose
+start script then execs that engine's server, found on PATH as in its official image.
 
 Helm proves the chart renders; only redis-server proves Redis accepts what it rendered
 (every directive, and every command name in the ACL file). The script and config run as in
@@ -21,6 +24,7 @@ from redis.exceptions import AuthenticationError, NoPermissionError, ResponseErr
 from redis.retry import Retry
 
 from courseredis.acl import LOADTEST_USER
+from courseredis.engines import PINNED
 from courseredis.local.ports import free_ports
 from courseredis.redis_config import BUSY_REPLY_THRESHOLD_MS, MAXMEMORY_POLICY
 from courseredis.services import registry
@@ -29,6 +33,7 @@ from infra.credentials import acl_file
 from infra.settings import StackSettings
 from tests.charts.helm import only, render
 from tests.charts.password_leaks import assert_no_account_reads_a_password
+from tests.support import run_engine
 
 ADMIN_PASSWORD = "AdminPw0123456789"
 EXPORTER_PASSWORD = "ExporterPw0123456789"
@@ -39,6 +44,9 @@ SERVICE_PASSWORDS = {s: f"{s.capitalize()}Pw0123456789" for s in registry.NAMES}
 
 @contextmanager
 def pod_redis(settings: StackSettings, workdir: Path) -> Iterator[int]:
+    engine = run_engine()
+    redis_topology = settings.redis.model_copy(update={"engine": engine, "version": PINNED[engine]})
+    settings = settings.model_copy(update={"redis": redis_topology})
     objects = render("redis", infra_values.redis_chart_values(settings), settings.namespace)
     data = only(objects, "ConfigMap", "redis-config")["data"]
     port, bus = free_ports(2)

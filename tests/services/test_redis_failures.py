@@ -16,6 +16,7 @@ from courseredis.services import registry
 from courseredis.settings import RedisSettings
 from tests.services.flows import login
 from tests.services.platform import running_platform
+from tests.support import server_binary
 
 
 class Restartable:
@@ -29,7 +30,7 @@ class Restartable:
     def start(self) -> None:
         self.process = subprocess.Popen(
             [
-                "redis-server",
+                server_binary(),
                 "--port",
                 str(self.port),
                 "--bind",

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from courseredis.engines import SPECS, engine_override
+
 
 @dataclass(frozen=True)
 class Check:
@@ -102,9 +104,12 @@ def write_summary(path: Path, document: dict[str, Any]) -> None:
 
 
 def _host() -> dict[str, Any]:
+    # The engine the scenarios' stacks run: the stack's, or COURSEREDIS_ENGINE's.
+    engine = engine_override() or "redis"
+    server = SPECS[engine].server
     try:
         out = subprocess.run(
-            ["redis-server", "--version"], capture_output=True, text=True, check=False, timeout=5
+            [server, "--version"], capture_output=True, text=True, check=False, timeout=5
         ).stdout
         redis_version = out.split("v=", 1)[1].split()[0] if "v=" in out else "unknown"
     except (OSError, subprocess.SubprocessError):
@@ -112,7 +117,8 @@ def _host() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
-        "redis_server": redis_version,
+        "engine": engine,
+        "redis_server": redis_version,  # the engine server's version (key kept for readers)
         "machine": platform.machine(),
     }
 
