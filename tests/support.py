@@ -4,7 +4,9 @@ assertions, a Redis that is out of memory."""
 from __future__ import annotations
 
 import contextlib
+import subprocess
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -16,6 +18,7 @@ from courseredis.engines import PINNED, Engine, engine_override, local_engine
 from courseredis.local import LocalStack
 from courseredis.settings import RedisSettings
 from courseredis.topology import split_addr
+from courseredis.waiting import wait_until
 
 
 def run_engine() -> Engine:
@@ -28,6 +31,26 @@ def server_binary() -> str:
     """The server binary of `run_engine()` on this machine, for tests that start a bare one."""
     engine = run_engine()
     return local_engine(engine, PINNED[engine]).binary
+
+
+def wait_for_ping(
+    client: redis.Redis,
+    process: subprocess.Popen[Any] | None = None,
+    log: Path | None = None,
+    timeout_s: float = 10,
+) -> None:
+    """Until a server just started answers PING; at once an error with its log if its
+    process exited instead (waiting longer would only hide why)."""
+
+    def answered() -> bool:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the server exited: {log.read_text() if log else ''}")
+        try:
+            return bool(client.ping())
+        except (redis.ConnectionError, redis.BusyLoadingError):
+            return False
+
+    wait_until(answered, timeout_s=timeout_s, what="the server to answer PING")
 
 
 def settings_for(stack: LocalStack) -> RedisSettings:

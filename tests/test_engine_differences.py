@@ -8,13 +8,11 @@ test run: they need both binaries, which `scripts/setup.sh` installs.
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from courseredis import acl
@@ -23,6 +21,7 @@ from courseredis.local.ports import free_ports
 from courseredis.local.processes import is_our_redis
 from courseredis.redis_config import render_acl_file
 from courseredis.services import registry
+from tests.support import wait_for_ping
 
 ADMIN_PASSWORD = "AdminPw0123456789"
 SERVICE_PASSWORDS = {s: f"{s.capitalize()}Pw0123456789" for s in registry.NAMES}
@@ -70,15 +69,8 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[Engine, Nod
 
 
 def _wait_for(node: Node) -> None:
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with node.client() as client:
-                client.ping()
-            return
-        except RedisConnectionError:
-            assert time.monotonic() < deadline, f"{node.engine} did not answer"
-            time.sleep(0.05)
+    with node.client() as client:
+        wait_for_ping(client, node.process)
 
 
 def test_info_server_names_the_engine_differently(nodes: dict[Engine, Node]) -> None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
+from redis.exceptions import AuthenticationError, NoPermissionError
 from redis.retry import Retry
 
 from courseredis.environments import RedisTopology, load_environment
@@ -22,7 +21,7 @@ from courseredis.redis_config import (
     render_acl_file,
     render_redis_conf,
 )
-from tests.support import server_binary
+from tests.support import server_binary, wait_for_ping
 
 DEV = load_environment("dev").redis
 PROD = load_environment("prod").redis
@@ -194,15 +193,7 @@ def prod_node(tmp_path: Path) -> Iterator[tuple[redis.Redis, Path]]:
     process = subprocess.Popen([server_binary(), str(directory / "redis.conf")], cwd=directory)
     client = redis.Redis(port=port, username="admin", password="admin-pw", decode_responses=True)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except RedisError:
-                assert process.poll() is None, (directory / "redis.log").read_text()
-                assert time.monotonic() < deadline, "redis-server did not answer"
-                time.sleep(0.02)
+        wait_for_ping(client, process, directory / "redis.log")
         yield client, directory
     finally:
         client.close()

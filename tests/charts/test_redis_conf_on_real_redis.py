@@ -33,7 +33,7 @@ from infra.credentials import acl_file
 from infra.settings import StackSettings
 from tests.charts.helm import only, render
 from tests.charts.password_leaks import assert_no_account_reads_a_password
-from tests.support import run_engine
+from tests.support import run_engine, wait_for_ping
 
 ADMIN_PASSWORD = "AdminPw0123456789"
 EXPORTER_PASSWORD = "ExporterPw0123456789"
@@ -100,19 +100,8 @@ def pod_redis(settings: StackSettings, workdir: Path) -> Iterator[int]:
 
 
 def _wait_for(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 10
-    client = redis.Redis(port=port, username="admin", password=ADMIN_PASSWORD)
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"redis-server exited: {log.read_text()}")
-        try:
-            client.ping()
-            return
-        except redis.ConnectionError:
-            time.sleep(0.05)
-        finally:
-            client.close()
-    raise AssertionError(f"redis-server did not answer: {log.read_text()}")
+    with redis.Redis(port=port, username="admin", password=ADMIN_PASSWORD) as client:
+        wait_for_ping(client, process, log)
 
 
 def test_redis_runs_the_chart_config_with_the_program_acl(settings: StackSettings, tmp_path: Path):
