@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, field_validator
 
-from courseredis.config_model import describe
+from courseredis.config_model import StackConfigModel, describe
 from courseredis.environments import StackConfigError
 from infra.kube import REPO_ROOT
 from infra.settings import ImageRef, StackSettings
@@ -46,105 +45,76 @@ LOCUSTFILES = (
     *(f"{suite}.py" for suite in SUITES),
 )
 DEFAULT_CREDENTIALS_SECRET = "loadtest-credentials"
-KEYS = {
-    "enabled",
-    "suite",
-    "workers",
-    "users",
-    "spawnRate",
-    "runTime",
-    "runId",
-    "headless",
-    "credentialsSecret",
-    "image",
-    "env",
-}
 _RUN_TIME = re.compile(r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$")
 _RUN_ID = re.compile(r"^[a-z0-9]([-a-z0-9]{0,8}[a-z0-9])?$")
 _ENV = re.compile(r"^(LOAD|LOCUST)_[A-Z0-9_]+$")
 
 
-@dataclass(frozen=True)
-class LoadtestSettings:
+class LoadtestSettings(StackConfigModel):
+    """`course-redis:loadtest`: camelCase keys as in the stack file, unknown keys refused."""
+
     enabled: bool = False
     suite: str = "cache_hit_ratio"
-    workers: int = 2
-    users: int = 100
-    spawn_rate: float = 10.0
+    workers: int = Field(default=2, ge=1)
+    users: int = Field(default=100, ge=1)
+    spawn_rate: float = Field(default=10.0, gt=0)
     run_time: str = "5m"
     run_id: str = "1"
     headless: bool = True
     credentials_secret: str = DEFAULT_CREDENTIALS_SECRET
     image: ImageRef | None = None  # None: the project's image repository + "-load"
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("suite")
+    @classmethod
+    def _known_suite(cls, suite: str) -> str:
+        if suite not in SUITES:
+            raise ValueError(f"one of {', '.join(SUITES)}, not {suite!r}")
+        return suite
+
+    @field_validator("spawn_rate", mode="before")
+    @classmethod
+    def _a_number(cls, value: object) -> object:
+        # An int is a rate too (YAML writes 10 for 10.0); a bool is not.
+        return float(value) if type(value) is int else value
+
+    @field_validator("run_time")
+    @classmethod
+    def _a_duration(cls, run_time: str) -> str:
+        if len(run_time) < 2 or not _RUN_TIME.match(run_time):
+            raise ValueError(f"like 5m, 90s or 1h30m, not {run_time!r}")
+        return run_time
+
+    @field_validator("run_id", mode="before")
+    @classmethod
+    def _a_label(cls, value: object) -> str:
+        # `runId: 2` is how people bump it; it is a label all the same.
+        text = str(value) if type(value) is int else value
+        if not isinstance(text, str) or not _RUN_ID.match(text):
+            raise ValueError(f"a short DNS label, like 2, not {value!r}")
+        return text
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _load_variables(cls, value: object) -> object:
+        if not isinstance(value, Mapping):
+            return value  # the type check says what is wrong
+        for name, item in value.items():
+            if not _ENV.match(str(name)) or isinstance(item, bool):
+                raise ValueError(f"LOAD_*/LOCUST_* variables only, not {name!r}")
+            if not isinstance(item, str | int | float):
+                raise ValueError(f"{name} is a string or a number, not {item!r}")
+        return {str(name): str(item) for name, item in value.items()}
 
     @classmethod
-    def from_config(cls, raw: Mapping[str, Any] | None, source: str) -> LoadtestSettings:
-        """Parse `course-redis:loadtest` (None or absent: off). Unknown keys are errors."""
+    def from_config(cls, raw: object, source: str) -> LoadtestSettings:
+        """Parse `course-redis:loadtest` (None or absent: off)."""
         if raw is None:
             return cls()
-        if not isinstance(raw, Mapping):
-            raise StackConfigError(f"{source}: loadtest must be a mapping, not {raw!r}")
-        unknown = set(raw) - KEYS
-        if unknown:
-            raise StackConfigError(
-                f"{source}: loadtest keys unknown: {sorted(unknown)} (known: {sorted(KEYS)})"
-            )
-        defaults = cls()
-
-        def typed(key: str, kind: type, default: Any) -> Any:
-            value = raw.get(key, default)
-            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                raise StackConfigError(f"{source}: loadtest.{key} must be {kind.__name__}")
-            return value
-
-        suite = typed("suite", str, defaults.suite)
-        if suite not in SUITES:
-            raise StackConfigError(f"{source}: loadtest.suite is one of {', '.join(SUITES)}")
-        workers = typed("workers", int, defaults.workers)
-        users = typed("users", int, defaults.users)
-        if workers < 1 or users < 1:
-            raise StackConfigError(f"{source}: loadtest.workers and users must be at least 1")
-        spawn_rate = raw.get("spawnRate", defaults.spawn_rate)
-        if (
-            isinstance(spawn_rate, bool)
-            or not isinstance(spawn_rate, int | float)
-            or (spawn_rate <= 0)
-        ):
-            raise StackConfigError(f"{source}: loadtest.spawnRate must be a positive number")
-        run_time = typed("runTime", str, defaults.run_time)
-        if len(run_time) < 2 or not _RUN_TIME.match(run_time):
-            raise StackConfigError(f"{source}: loadtest.runTime is like 5m, 90s or 1h30m")
-        run_id = str(raw.get("runId", defaults.run_id))
-        if not _RUN_ID.match(run_id):
-            raise StackConfigError(f"{source}: loadtest.runId is a short DNS label, like 2")
-        env = typed("env", dict, {})
-        for name, value in env.items():
-            if not _ENV.match(str(name)) or not isinstance(value, str | int | float):
-                raise StackConfigError(
-                    f"{source}: loadtest.env holds LOAD_*/LOCUST_* variables, not {name!r}"
-                )
-        image = raw.get("image")
-        ref = None
-        if image is not None:
-            try:
-                ref = ImageRef.model_validate(image)
-            except ValidationError as exc:
-                within = "loadtest.image"
-                raise StackConfigError(f"{source}: {describe(exc, within)}") from None
-        return cls(
-            enabled=typed("enabled", bool, False),
-            suite=suite,
-            workers=workers,
-            users=users,
-            spawn_rate=float(spawn_rate),
-            run_time=run_time,
-            run_id=run_id,
-            headless=typed("headless", bool, True),
-            credentials_secret=typed("credentialsSecret", str, defaults.credentials_secret),
-            image=ref,
-            env={str(k): str(v) for k, v in env.items()},
-        )
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            raise StackConfigError(f"{source}: {describe(exc, 'loadtest')}") from None
 
 
 def read_locustfiles(directory: Path = LOADTESTS) -> dict[str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -50,7 +49,7 @@ def render_locust(values: dict[str, Any], namespace: str) -> list[dict[str, Any]
 
 
 def chart_values(settings: StackSettings, **changes: Any) -> dict[str, Any]:
-    loadtest = dataclasses.replace(LoadtestSettings(enabled=True), **changes)
+    loadtest = LoadtestSettings(enabled=True).model_copy(update=changes)
     return locust_chart_values(settings, loadtest, read_locustfiles())
 
 

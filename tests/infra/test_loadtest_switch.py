@@ -121,10 +121,12 @@ def test_redis_direct_at_scale_uses_its_own_redis_user_and_the_client_label():
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"enabled": True, "suit": "x"}, "unknown"),
+        ({"enabled": True, "suit": "x"}, "loadtest.suit: unknown key"),
         ({"enabled": True, "suite": "soak"}, "suite"),
         ({"enabled": "yes"}, "enabled"),
-        ({"enabled": True, "workers": 0}, "at least 1"),
+        ({"enabled": True, "workers": 0}, "loadtest.workers: .*greater than or equal to 1"),
+        ({"enabled": True, "spawnRate": True}, "loadtest.spawnRate"),
+        ({"enabled": True, "env": {"LOAD_X": True}}, "LOAD_"),
         ({"enabled": True, "runTime": "five"}, "runTime"),
         ({"enabled": True, "image": {"repository": "r", "tag": "latest"}}, "pinned"),
         ({"enabled": True, "env": {"PATH": "/"}}, "LOAD_"),
@@ -134,3 +136,11 @@ def test_redis_direct_at_scale_uses_its_own_redis_user_and_the_client_label():
 def test_a_wrong_switch_is_refused_with_the_reason(raw: dict[str, Any], message: str):
     with pytest.raises(StackConfigError, match=message):
         LoadtestSettings.from_config(raw, "Pulumi.prod.yaml")
+
+
+def test_numbers_are_read_as_people_write_them():
+    # `runId: 2` (bumped by hand) is a label; `spawnRate: 10` a rate.
+    settings = LoadtestSettings.from_config(
+        {"enabled": True, "runId": 2, "spawnRate": 10, "env": {"LOAD_TIME": 30}}, "Pulumi.prod.yaml"
+    )
+    assert (settings.run_id, settings.spawn_rate, settings.env) == ("2", 10.0, {"LOAD_TIME": "30"})
