@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -38,6 +39,7 @@ from courseredis.rehearsal.podman import LABEL, Podman
 from courseredis.rehearsal.report import Step, print_table, write_summary
 from courseredis.rehearsal.run import sweep
 from courseredis.rehearsal.translate import translate
+from courseredis.waiting import TimedOut, wait_until
 
 # prod declares no database of its own (`pulumi config set --secret databaseUrl`): the
 # rehearsal gives it the same stand-in dev uses, a throwaway SQLite file per pod, and says so.
@@ -99,9 +101,10 @@ def declared(env: str) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]
 
 
 def wait_status(state_dir: Path, pid: int, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
     status: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+
+    def settled() -> dict[str, Any] | None:
+        nonlocal status
         try:
             status = json.loads((state_dir / "status.json").read_text())
         except (OSError, ValueError):
@@ -110,8 +113,12 @@ def wait_status(state_dir: Path, pid: int, timeout: float) -> dict[str, Any]:
             return status
         if not _alive(pid):
             return {**status, "state": "failed", "error": status.get("error") or "controller died"}
-        time.sleep(1)
-    return {**status, "state": "failed", "error": f"not up after {timeout:.0f} s"}
+        return None
+
+    try:
+        return wait_until(settled, timeout_s=timeout, what="the rehearsal", interval_s=1)
+    except TimedOut:
+        return {**status, "state": "failed", "error": f"not up after {timeout:.0f} s"}
 
 
 def request(state_dir: Path, document: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
@@ -120,22 +127,26 @@ def request(state_dir: Path, document: dict[str, Any], timeout: float = 600) -> 
     path = requests / f"{number:03d}.json"
     write_json(path, document)
     done = path.with_name(path.stem + ".done.json")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if done.exists():
-            result: dict[str, Any] = json.loads(done.read_text())
-            return result
-        time.sleep(0.5)
-    return {"ok": False, "error": f"no answer in {timeout:.0f} s"}
+
+    def answer() -> dict[str, Any] | None:
+        if not done.exists():
+            return None
+        result: dict[str, Any] = json.loads(done.read_text())
+        return result
+
+    try:
+        return wait_until(answer, timeout_s=timeout, what="the controller", interval_s=0.5)
+    except TimedOut:
+        return {"ok": False, "error": f"no answer in {timeout:.0f} s"}
 
 
 def stop_daemon(state_dir: Path, pid: int, timeout: float = 180) -> None:
     if not _alive(pid):
         return
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.5)
+    # Past the timeout the caller goes on: what the controller left is swept by label.
+    with contextlib.suppress(TimedOut):
+        wait_until(lambda: not _alive(pid), timeout_s=timeout, what="the controller to stop")
 
 
 def up(env: str, root: Path, keep: bool, timeout: float, image_from: str | None) -> int:
