@@ -6,7 +6,6 @@ once per session and removed, by id, when the session ends.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Iterator
 
@@ -15,6 +14,9 @@ import pytest
 from courseredis.environments import REPO_ROOT
 from courseredis.rehearsal.images import ImageBuilder, build_project_image, dockerfile_images
 from courseredis.rehearsal.podman import Podman
+
+# Pulumi's mocks need a current event loop in each module (see tests/infra/conftest.py).
+from tests.infra.conftest import current_event_loop  # noqa: F401
 
 TEST_IMAGE = "localhost/courseredis-rehearsal-test:build"
 
@@ -38,13 +40,3 @@ def project_image(podman: Podman, base_images: list[str]) -> Iterator[str]:
     image_id = build_project_image(podman, REPO_ROOT, TEST_IMAGE, run_id="tests")
     yield image_id
     podman.run(["image", "rm", "--force", image_id], check=False)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def current_event_loop() -> Iterator[None]:
-    """Pulumi's mocks run on `asyncio.get_event_loop()` (see tests/infra/conftest.py)."""
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    yield
-    asyncio.set_event_loop(None)
-    loop.close()

@@ -8,9 +8,6 @@ would make them.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import time
 import uuid
@@ -20,6 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from courseredis.ops.chaos.hostile import b64url, hand_made_jws
 from courseredis.services.tokens import (
     AccessClaims,
     InvalidKey,
@@ -44,23 +42,10 @@ def token_for(user_id: int, signing: SigningKey = SIGNING) -> tuple[str, AccessC
     )
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def hand_made(header: dict[str, object], claims: dict[str, object], hmac_key: bytes | None) -> str:
-    """A JWS built by hand, HMAC-SHA256 signed (or unsigned): PyJWT refuses to make these."""
-    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
-    if hmac_key is None:
-        return signing_input + "."
-    signature = hmac.new(hmac_key, signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{_b64(signature)}"
-
-
 def ed25519_by_hand(header: dict[str, object], claims: dict[str, object]) -> str:
     """Signed with our private key, with a header PyJWT would not write."""
-    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
-    return f"{signing_input}.{_b64(SIGNING.private_key.sign(signing_input.encode()))}"
+    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+    return f"{signing_input}.{b64url(SIGNING.private_key.sign(signing_input.encode()))}"
 
 
 def good_claims() -> dict[str, object]:
@@ -151,7 +136,7 @@ def test_a_token_under_an_unknown_kid_or_none_is_refused():
 def test_an_hmac_token_keyed_with_the_public_key_is_refused(header):
     """Algorithm confusion: a verifier that let the token pick the algorithm would check
     an HMAC with the (public) key as secret, and anyone could sign."""
-    token = hand_made(header, good_claims(), KEYS.public_pem.encode())
+    token = hand_made_jws(header, good_claims(), KEYS.public_pem.encode())
     with pytest.raises(InvalidToken, match=r"^invalid token$"):
         decode_access_token(VERIFYING, ISSUER, token)
 
@@ -159,7 +144,7 @@ def test_an_hmac_token_keyed_with_the_public_key_is_refused(header):
 @pytest.mark.parametrize("alg", ["none", "None", "NONE"])
 def test_an_unsigned_token_is_refused(alg):
     with pytest.raises(InvalidToken, match=r"^invalid token$"):
-        decode_access_token(VERIFYING, ISSUER, hand_made({"alg": alg}, good_claims(), None))
+        decode_access_token(VERIFYING, ISSUER, hand_made_jws({"alg": alg}, good_claims(), None))
 
 
 def test_a_refusal_tells_the_client_nothing_and_the_logs_why():

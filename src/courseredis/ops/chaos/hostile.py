@@ -534,18 +534,21 @@ def _injection(
 # --- JWT attacks ------------------------------------------------------------------------------
 
 
-def _b64(data: bytes) -> str:
+def b64url(data: bytes) -> str:
+    """Base64url without padding, as a JWS writes each part."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _token(header: dict[str, Any], claims: dict[str, Any], key: bytes | None) -> str:
-    """A JWS by hand: PyJWT refuses to build most of these, which is the point."""
-    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+def hand_made_jws(header: dict[str, Any], claims: dict[str, Any], key: bytes | None) -> str:
+    """A JWS by hand, HMAC-signed (SHA-512 for HS512, else SHA-256) or unsigned (`key`
+    None): PyJWT refuses to build most of these, which is the point. The services' tests
+    forge their tokens with it too."""
+    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
     if key is None:
         return signing_input + "."
     digest = hashlib.sha512 if header.get("alg") == "HS512" else hashlib.sha256
     signature = hmac.new(key, signing_input.encode(), digest).digest()
-    return f"{signing_input}.{_b64(signature)}"
+    return f"{signing_input}.{b64url(signature)}"
 
 
 def _eddsa(signing: SigningKey, claims: dict[str, Any], kid: str | None = None) -> str:
@@ -575,21 +578,21 @@ def _jwt_attacks(
     revoked = _login(http, platform.credentials.students[3], addresses)
     _send(http, tally, "jwt", "POST", "/auth/logout", ip=addresses.take(), token=revoked)
     header, payload, signature = live.split(".")
-    tampered = _b64(json.dumps({**good, "sub": "1", "roles": ["admin"]}).encode())
-    none_header = _b64(json.dumps({"alg": "NONE"}).encode())
-    rs256_header = _b64(json.dumps({"alg": "RS256"}).encode())
+    tampered = b64url(json.dumps({**good, "sub": "1", "roles": ["admin"]}).encode())
+    none_header = b64url(json.dumps({"alg": "NONE"}).encode())
+    rs256_header = b64url(json.dumps({"alg": "RS256"}).encode())
     attacks: dict[str, str] = {
-        "alg none": _token({"alg": "none", "typ": "JWT"}, good, None),
-        "alg None": _token({"alg": "None"}, good, None),
+        "alg none": hand_made_jws({"alg": "none", "typ": "JWT"}, good, None),
+        "alg None": hand_made_jws({"alg": "None"}, good, None),
         "alg NONE, real signature": f"{none_header}.{payload}.{signature}",
         "RS256 header, forged signature": (
-            f"{rs256_header}.{payload}.{_b64(secrets.token_bytes(256))}"
+            f"{rs256_header}.{payload}.{b64url(secrets.token_bytes(256))}"
         ),
-        "RS256 header, HMAC with the public key": _token({"alg": "RS256"}, good, public),
-        "HS256 keyed with the public key (algorithm confusion)": _token(hs256, good, public),
-        "HS512 keyed with the public key": _token({"alg": "HS512"}, good, public),
-        "HS256 with a random key": _token(hs256, good, secrets.token_bytes(32)),
-        "empty key": _token(hs256, good, b""),
+        "RS256 header, HMAC with the public key": hand_made_jws({"alg": "RS256"}, good, public),
+        "HS256 keyed with the public key (algorithm confusion)": hand_made_jws(hs256, good, public),
+        "HS512 keyed with the public key": hand_made_jws({"alg": "HS512"}, good, public),
+        "HS256 with a random key": hand_made_jws(hs256, good, secrets.token_bytes(32)),
+        "empty key": hand_made_jws(hs256, good, b""),
         "EdDSA, a stranger's key and kid": _eddsa(stranger, good),
         "EdDSA, a stranger's key under our kid": _eddsa(stranger, good, signing.kid),
         "EdDSA, our key under an unknown kid": _eddsa(signing, good, "not-a-key-we-hold"),
