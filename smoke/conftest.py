@@ -3,7 +3,9 @@
 Every option is also an environment variable (`smoke/target.py` lists them; `pytest smoke
 --help` shows them under "smoke"). Checks that cannot run with what was given (no service
 passwords, no testinfra host, no student account) are skipped with a reason that says
-what was not checked and what to give; they never pass silently.
+what was not checked and what to give; they never pass silently. In a deployed run a
+skipped flow or key check also fails the run, naming it, unless `--allow-skips`
+(`smoke/gate.py`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import redis
 from courseredis.connection import SyncClient, create_client
 from courseredis.environments import RedisTopology
 from courseredis.ops.audit import AuditError, AuditReport, Credentials, audit_keyspace
+from smoke import gate
 from smoke.clients import node_client, redis_settings
 from smoke.flows import FlowRecord, Scenario
 from smoke.target import OPTIONS, Target, TargetError, resolve
@@ -36,6 +39,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             default=None,
             help=f"{option.help} [env {option.env}]",
         )
+    group.addoption(
+        gate.ALLOW_SKIPS_FLAG,
+        action="store_true",
+        dest="smoke_allow_skips",
+        default=False,
+        help="accept a run whose flow or key checks were skipped (they are still named); "
+        "without it a deployed run, or a local one with a student account, fails when any "
+        "was skipped [no env variable: an opt-out shows on the command line]",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,6 +65,9 @@ def pytest_configure(config: pytest.Config) -> None:
     except TargetError as exc:
         raise pytest.UsageError(f"smoke: {exc}") from None
     config.stash[_TARGET] = target
+    config.pluginmanager.register(
+        gate.Gate(target, allowed=bool(config.getoption("smoke_allow_skips"))), "smoke-gate"
+    )
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

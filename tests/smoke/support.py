@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,25 +109,21 @@ class SmokeRun:
         return set(re.findall(r"^(?:FAILED|ERROR) smoke/\S+?::(\S+)", self.output, re.M))
 
 
-def run_smoke(stack_json: Path, *args: str) -> SmokeRun:
+def run_smoke(
+    stack_json: Path | None, *args: str, variables: Mapping[str, str] | None = None
+) -> SmokeRun:
+    """The suite in a subprocess, on `stack_json` (None: on what the SMOKE_* `variables`
+    name, as a deployed run is given its target)."""
     started = time.monotonic()
+    target = ["--stack-json", str(stack_json)] if stack_json is not None else []
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "smoke",
-            *SMOKE_FLAGS,
-            "--stack-json",
-            str(stack_json),
-            *args,
-        ],
+        [sys.executable, "-m", "pytest", "smoke", *SMOKE_FLAGS, *target, *args],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
         cwd=REPO,
-        env=clean_env(),
+        env={**clean_env(), **(variables or {})},
     )
     return SmokeRun(result.returncode, result.stdout + result.stderr, time.monotonic() - started)
 
