@@ -58,11 +58,15 @@ def test_an_exited_process_is_neither_found_nor_signalled(spawn):
     assert supervisor.find(process.pid, ours) is None
 
 
-def test_a_zombie_counts_as_exited_and_is_reaped(spawn):
-    process = start(spawn, "pass")
+def test_a_zombie_counts_as_exited_and_is_reaped(spawn, tmp_path):
+    # It runs until told to exit, so it is found alive first, then left a zombie (nobody
+    # has waited for it) when it exits.
+    go = tmp_path / "go"
+    waits = f"import os, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.01)"
+    process = start(spawn, waits)
     found = supervisor.find(process.pid, ours)
-    if found is None:
-        pytest.skip("exited and was found a zombie before the first look")
+    assert found is not None
+    go.touch()
     supervisor.wait_exited([found], timeout_s=5)
     assert not supervisor.running(found)
     assert not psutil.pid_exists(process.pid) or process.poll() is not None

@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,10 @@ def declared(env: str) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]
     return result.objects, deployment.exports, notes
 
 
-def wait_status(state_dir: Path, pid: int, timeout: float) -> dict[str, Any]:
+def wait_status(state_dir: Path, alive: Callable[[], bool], timeout: float) -> dict[str, Any]:
+    """Until the controller says ready, failed or down, or exits. `alive` is asked of the
+    process we started (its Popen), not of /proc: right after the fork the child's command
+    line is still ours, and reading it then took a starting controller for a dead one."""
     status: dict[str, Any] = {}
 
     def settled() -> dict[str, Any] | None:
@@ -111,7 +114,7 @@ def wait_status(state_dir: Path, pid: int, timeout: float) -> dict[str, Any]:
             status = {}
         if status.get("state") in ("ready", "failed", "down"):
             return status
-        if not _alive(pid):
+        if not alive():
             return {**status, "state": "failed", "error": status.get("error") or "controller died"}
         return None
 
@@ -232,7 +235,7 @@ def up(env: str, root: Path, keep: bool, timeout: float, image_from: str | None)
     signal.signal(signal.SIGTERM, interrupted)
     failed = True
     try:
-        status = wait_status(state_dir, daemon.pid, timeout + 60)
+        status = wait_status(state_dir, lambda: daemon.poll() is None, timeout + 60)
         up_ok = status.get("state") == "ready"
         steps.append(
             Step(
