@@ -8,10 +8,10 @@ import uuid
 import jwt
 
 from courseredis import keys
+from courseredis.ops.chaos.hostile import hand_made_jws
 from courseredis.services.tokens import KeyPair, SigningKey
 from tests.services.flows import login
 from tests.services.platform import JWT_KEYS
-from tests.services.test_tokens import hand_made
 from tests.support import assert_follows_schema
 
 
@@ -135,11 +135,11 @@ async def test_hostile_tokens_get_401(platform):
         "iat": now,
         "exp": now + 600,
     }
-    unsigned = hand_made({"alg": "none"}, good, None)
+    unsigned = hand_made_jws({"alg": "none"}, good, None)
     tokens = {
         "alg none": unsigned,
         "another key": forged(good, keys=KeyPair.generate()),
-        "HS256 keyed with the public key": hand_made(
+        "HS256 keyed with the public key": hand_made_jws(
             {"alg": "HS256", "kid": SigningKey.from_pem(JWT_KEYS.private_pem).kid},
             good,
             JWT_KEYS.public_pem.encode(),
