@@ -405,8 +405,8 @@ class Controller:
         facts = PodFacts(pod.name, pod.workload.namespace, pod.ip, pod.uid, template.labels)
         mounts = self._volumes(pod)
         pod_dir = self.state_dir / "pods" / pod.name
-        for number, container in enumerate(template.init_containers):
-            code, logs = self._run_init(pod, container, facts, mounts, pod_dir, number)
+        for container in template.init_containers:
+            code, logs = self._run_init(pod, container, facts, mounts, pod_dir)
             if code != 0:
                 raise RehearsalError(
                     f"init container {container.name} exited {code}: {logs[-400:]}"
@@ -428,7 +428,6 @@ class Controller:
         facts: PodFacts,
         mounts: dict[str, list[str]],
         pod_dir: Path,
-        number: int,
     ) -> tuple[int, str]:
         container_id = self._create_container(pod, container, facts, mounts, pod_dir)
         try:

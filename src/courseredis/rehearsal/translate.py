@@ -462,30 +462,20 @@ def _volume(
                 raise TranslationError(f"{where}: no key {item['key']}")
         return tuple((i["key"], i["path"], i.get("mode")) for i in listed)
 
-    if "configMap" in spec:
-        source = spec["configMap"]
-        if source["name"] not in config_maps and not source.get("optional"):
-            raise TranslationError(f"{where}: ConfigMap {source['name']} is not declared")
-        known = config_maps.get(source["name"], {})
-        return Volume(
-            name,
-            "configMap",
-            source["name"],
-            items(source, known),
-            int(source.get("defaultMode", 0o644)),
-        )
-    if "secret" in spec:
-        source = spec["secret"]
-        if source["secretName"] not in secrets and not source.get("optional"):
-            raise TranslationError(f"{where}: Secret {source['secretName']} is not declared")
-        known = secrets.get(source["secretName"], {})
-        return Volume(
-            name,
-            "secret",
-            source["secretName"],
-            items(source, known),
-            int(source.get("defaultMode", 0o644)),
-        )
+    keyed: tuple[tuple[Literal["configMap", "secret"], str, str, Mapping[str, Any]], ...] = (
+        ("configMap", "name", "ConfigMap", config_maps),
+        ("secret", "secretName", "Secret", secrets),
+    )
+    for kind_key, name_key, label, declared in keyed:
+        if kind_key in spec:
+            source = spec[kind_key]
+            named = source[name_key]
+            if named not in declared and not source.get("optional"):
+                raise TranslationError(f"{where}: {label} {named} is not declared")
+            known = declared.get(named, {})
+            return Volume(
+                name, kind_key, named, items(source, known), int(source.get("defaultMode", 0o644))
+            )
     if "emptyDir" in spec:
         source = spec["emptyDir"] or {}
         if source.get("sizeLimit"):
