@@ -65,23 +65,21 @@ class EngineSpec:
         return f"{version}-{IMAGE_VARIANT}"
 
 
+def _spec(name: Engine, image_repository: str) -> EngineSpec:
+    """Both engines name their binaries and Debian packages alike: `<engine>-server`, ..."""
+    return EngineSpec(
+        name=name,
+        server=f"{name}-server",
+        cli=f"{name}-cli",
+        debian_package=f"{name}-server",
+        debian_tools=f"{name}-tools",
+        image_repository=image_repository,
+    )
+
+
 SPECS: dict[Engine, EngineSpec] = {
-    "redis": EngineSpec(
-        name="redis",
-        server="redis-server",
-        cli="redis-cli",
-        debian_package="redis-server",
-        debian_tools="redis-tools",
-        image_repository="redis",
-    ),
-    "valkey": EngineSpec(
-        name="valkey",
-        server="valkey-server",
-        cli="valkey-cli",
-        debian_package="valkey-server",
-        debian_tools="valkey-tools",
-        image_repository="valkey/valkey",
-    ),
+    "redis": _spec("redis", image_repository="redis"),
+    "valkey": _spec("valkey", image_repository="valkey/valkey"),
 }
 
 # What each server's process title starts with once running (`<server> <addr>:<port>`).
@@ -96,7 +94,7 @@ def parse_version(text: str) -> tuple[int, int, int]:
     return int(match[1]), int(match[2]), int(match[3])
 
 
-def format_version(version: tuple[int, int, int]) -> str:
+def format_version(version: tuple[int, ...]) -> str:
     return ".".join(str(part) for part in version)
 
 
@@ -156,10 +154,9 @@ def local_engine(engine: Engine, wanted_version: str, binary: str | None = None)
     spec = SPECS[engine]
     path, version = _binary_version(binary or spec.server)
     if version[:2] < MIN_LOCAL_VERSION[engine]:
-        minimum = ".".join(str(p) for p in MIN_LOCAL_VERSION[engine])
         raise EngineError(
             f"{path} is {engine} {format_version(version)}; the local stack needs {engine} "
-            f">= {minimum}"
+            f">= {format_version(MIN_LOCAL_VERSION[engine])}"
         )
     return LocalEngine(
         name=engine,
