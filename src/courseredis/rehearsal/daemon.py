@@ -37,10 +37,6 @@ def write_json(path: Path, document: Any) -> None:
     os.replace(temporary, path)
 
 
-def controller_workload(controller: Controller, known: dict[str, Any], pod: str) -> str:
-    return str(known.get(pod) or "")
-
-
 def handle_request(controller: Controller, request: dict[str, Any]) -> dict[str, Any]:
     action = request.get("action")
     started = time.monotonic()
@@ -59,7 +55,7 @@ def handle_request(controller: Controller, request: dict[str, Any]) -> dict[str,
             thread.join()
         deleted = time.monotonic() - started
         controller.wait_ready(float(request.get("timeout", UP_TIMEOUT)))
-        workloads = {controller_workload(controller, before_workloads, n) for n in request["pods"]}
+        workloads = {str(before_workloads[n] or "") for n in request["pods"]}
         now = controller.status()["pods"]
         after = {n: p["ip"] for n, p in now.items() if p["workload"] in workloads}
         return {

@@ -25,7 +25,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,7 +130,6 @@ class Controller:
         self.jobs: dict[str, JobState] = {
             w.name: JobState() for w in plan.workloads if w.kind == "Job"
         }
-        self.paused: set[str] = set()  # workloads whose controller is held (rolling restart)
         self.network = f"{self.prefix}-net"
         self.network_id = ""
         self.subnet: ipaddress.IPv4Network | None = None
@@ -294,8 +293,6 @@ class Controller:
     def _reconcile(self) -> None:
         now = time.monotonic()
         for workload in self.plan.workloads:
-            if workload.label in self.paused:
-                continue
             with self.lock:
                 mine = [p for p in self.pods.values() if p.workload is workload]
             if workload.kind == "Job":
@@ -829,14 +826,6 @@ class Controller:
                 for p in pods
             },
         }
-
-    @contextlib.contextmanager
-    def paused_workload(self, workload: Workload) -> Iterator[None]:
-        self.paused.add(workload.label)
-        try:
-            yield
-        finally:
-            self.paused.discard(workload.label)
 
 
 def sweep(podman: Podman, run_id: str | None = None) -> list[str]:
