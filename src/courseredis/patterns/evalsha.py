@@ -5,7 +5,9 @@ or a replica just promoted answers NOSCRIPT. EVAL then runs the script and cache
 that node, so the next EVALSHA there finds it.
 
 The callers pass `execute_command` itself, not the client: on the hot path (every rate
-limit decision, every flow's script) a client method lookup per call is measurable.
+limit decision, every flow's script) a client method lookup per call is measurable. For the
+same reason `flow.run_async` and `AsyncRateLimiter.hit` inline `evalsha_async`'s two lines
+rather than await one more coroutine per op.
 """
 
 from __future__ import annotations

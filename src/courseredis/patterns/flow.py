@@ -15,6 +15,8 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
 
+from redis.exceptions import NoScriptError
+
 from courseredis import keys
 from courseredis.connection import AsyncClient, SyncClient
 from courseredis.patterns.evalsha import (
@@ -159,10 +161,6 @@ def run_sync(client: SyncClient, flow: Flow[T]) -> T:
 # --- asyncio ----------------------------------------------------------------------------------
 
 
-async def _script_async(client: AsyncClient, op: Script) -> Any:
-    return await evalsha_async(client.execute_command, op.script, op.keys, op.args)
-
-
 async def _batch_async(client: AsyncClient, batch: Batch) -> list[Any]:
     pipe = client.pipeline(transaction=False)
     for op in batch.ops:
@@ -178,7 +176,7 @@ async def _execute_async(client: AsyncClient, op: Op) -> Any:
             return await client.execute_command(*op.args, **dict(op.options))
         return await client.execute_command(*op.args)
     if type(op) is Script:
-        return await _script_async(client, op)
+        return await evalsha_async(client.execute_command, op.script, op.keys, op.args)
     if type(op) is Batch:
         return await _batch_async(client, op)
     if type(op) is Sleep:
@@ -199,8 +197,9 @@ async def execute_async(client: AsyncClient, op: Op) -> Any:
 async def run_async(client: AsyncClient, flow: Flow[T]) -> T:
     try:
         op = next(flow)  # before touching the client: a flow may refuse its input first
-        # Commands, nearly every op, are awaited right here: with many tasks on one event
-        # loop, each coroutine layer per op is CPU the PING baseline does not pay.
+        # Commands and scripts, nearly every op, are awaited right here (a script as in
+        # `evalsha_async`, inlined): with many tasks on one event loop, each coroutine
+        # layer per op is CPU the PING baseline does not pay.
         execute = client.execute_command
         while True:
             try:
@@ -210,7 +209,14 @@ async def run_async(client: AsyncClient, flow: Flow[T]) -> T:
                     else:
                         result = await execute(*op.args)
                 elif type(op) is Script:
-                    result = await evalsha_async(execute, op.script, op.keys, op.args)
+                    try:
+                        result = await execute(
+                            "EVALSHA", op.script.sha, len(op.keys), *op.keys, *op.args
+                        )
+                    except NoScriptError:
+                        result = await execute(
+                            "EVAL", op.script.source, len(op.keys), *op.keys, *op.args
+                        )
                 else:
                     result = await _execute_async(client, op)
             except Exception as error:
