@@ -1,8 +1,11 @@
-"""`python -m courseredis.services.db migrate|seed|revision`: the database from the shell.
+"""`python -m courseredis.services.db migrate|prepare|seed|revision`: the database from the
+shell.
 
 The database is `--database-url`, else `$DATABASE_URL` (what the services read), else the
 development SQLite file `.local/courses.db`. Any failure is one line on stderr that says
 what to do, and exit code 2; `seed` prints the demo credentials as JSON on stdout.
+`prepare` (what a deployment runs before the services start) migrates, then ensures the
+smoke account of `SMOKE_ACCOUNT_USERNAME` / `SMOKE_ACCOUNT_PASSWORD` and the smoke course.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from courseredis.services.db.migrate import (
     head_revision,
     upgrade_async,
 )
+from courseredis.services.db.prepare import PrepareRefused, prepare, smoke_account
 from courseredis.services.db.seed import DEFAULT_COURSES, MIN_PASSWORD_LENGTH, seed
 
 EXIT_ERROR = 2
@@ -44,6 +48,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "migrate":
             asyncio.run(upgrade_async(url))
             print(f"migrated {redacted(url)} to {head_revision()}", file=sys.stderr)
+        elif args.command == "prepare":
+            # Read and checked before anything is written, migrations included.
+            account = smoke_account(os.environ)
+            prepared = asyncio.run(prepare(url, account))
+            print(
+                f"prepared {redacted(url)}: schema at {head_revision()}; {prepared.describe()}",
+                file=sys.stderr,
+            )
         elif args.command == "seed":
             password = _read_password(args.password_file) if args.password_file else None
             credentials = asyncio.run(
@@ -58,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             path = asyncio.run(_new_revision(url, args.message))
             print(f"wrote {path}: review it, then run `{CLI} migrate`", file=sys.stderr)
-    except UsageError as exc:
+    except (UsageError, PrepareRefused) as exc:
         return _fail(str(exc))
     except SchemaNotCurrent as exc:
         return _fail(str(exc))
@@ -132,6 +144,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser(
         "migrate", parents=[database], help="bring the schema up to the newest migration"
+    )
+    commands.add_parser(
+        "prepare",
+        parents=[database],
+        help="migrate; then, given SMOKE_ACCOUNT_USERNAME and SMOKE_ACCOUNT_PASSWORD, ensure "
+        "that student account and the smoke course (what a deployment runs before the services)",
     )
     seeding = commands.add_parser(
         "seed",

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from courseredis.services.db.engine import create_engine, make_sessionmaker, serialize_writers
@@ -38,7 +39,9 @@ STUDENT_PREFIX = "student"
 MIN_PASSWORD_LENGTH = 8
 # argon2 takes 64 MiB per hash in flight; a few at a time keep a seed's memory modest.
 _HASHING_THREADS = min(4, os.cpu_count() or 1)
-_SEED_LOCK = "courseredis.services.db.seed"
+# Whatever writes accounts or courses it first found missing takes this lock (seed, prepare).
+SEED_LOCK = "courseredis.services.db.seed"
+_DEMO_USERNAME = re.compile(rf"{ADMIN_USERNAME}|{STUDENT_PREFIX}[0-9]+")
 
 # Titles cycle through these; the number keeps each title distinct ("Course 41: ...").
 TOPICS = (
@@ -100,6 +103,11 @@ def student_username(number: int) -> str:
     return f"{STUDENT_PREFIX}{number}"
 
 
+def is_demo_username(username: str) -> bool:
+    """Whether `seed` owns this account (`admin`, `student<N>`): it resets their passwords."""
+    return _DEMO_USERNAME.fullmatch(username) is not None
+
+
 async def seed(
     url: str,
     *,
@@ -130,12 +138,13 @@ async def seed(
     engine = create_engine(url, pool_size=1, max_overflow=0)
     try:
         await check_schema_current(engine)
-        hashes = await _hash_each_once(secret for _, secret in accounts)
+        hashes = await hash_each_once(secret for _, secret in accounts)
         async with make_sessionmaker(engine)() as session, session.begin():
-            await session.run_sync(lambda sync: serialize_writers(sync.connection(), _SEED_LOCK))
+            await session.run_sync(lambda sync: serialize_writers(sync.connection(), SEED_LOCK))
             await _add_missing_courses(session, courses)
             roles = {name: ROLE_STUDENT for name in usernames} | {ADMIN_USERNAME: ROLE_ADMIN}
-            await _upsert_users(session, {u: (hashes[p], roles[u]) for u, p in accounts})
+            demo = (User.username == ADMIN_USERNAME) | User.username.startswith(STUDENT_PREFIX)
+            await upsert_users(session, {u: (hashes[p], roles[u]) for u, p in accounts}, among=demo)
     finally:
         await engine.dispose()
     return credentials
@@ -146,7 +155,8 @@ def _random_passwords() -> Callable[[str], str]:
     return lambda username: admin if username == ADMIN_USERNAME else students
 
 
-async def _hash_each_once(passwords: Iterable[str]) -> dict[str, str]:
+async def hash_each_once(passwords: Iterable[str]) -> dict[str, str]:
+    """password -> its argon2 hash, each distinct password hashed once, off the event loop."""
     distinct = sorted(set(passwords))
     limit = asyncio.Semaphore(_HASHING_THREADS)
 
@@ -180,10 +190,17 @@ def _description(number: int) -> str:
     )
 
 
-async def _upsert_users(session: AsyncSession, wanted: dict[str, tuple[str, str]]) -> None:
-    """Create missing accounts; give existing ones this run's password hash and roles."""
-    demo = (User.username == ADMIN_USERNAME) | User.username.startswith(STUDENT_PREFIX)
-    found = {user.username: user for user in (await session.scalars(select(User).where(demo)))}
+async def upsert_users(
+    session: AsyncSession,
+    wanted: dict[str, tuple[str, str]],
+    *,
+    among: ColumnElement[bool],
+) -> None:
+    """Create missing accounts; give existing ones the password hash and roles of `wanted`
+    (username -> (hash, roles)). `among` selects the rows that may hold them: a predicate,
+    not `IN (every username)`, which a large --students would take past SQLite's bound
+    limit. An account already as wanted is left untouched (no UPDATE is sent)."""
+    found = {user.username: user for user in (await session.scalars(select(User).where(among)))}
     for username, (password_hash, roles) in wanted.items():
         user = found.get(username)
         if user is None:
