@@ -72,6 +72,7 @@ pulumi.export(
         "jwtSigningKey": values.SECRETS.jwt_private,
         "jwtPublicKeys": values.SECRETS.jwt_public,
         "database": values.SECRETS.database,
+        "smokeAccount": values.SECRETS.smoke,
     },
 )
 pulumi.export("gatewayService", values.gateway_service(settings))

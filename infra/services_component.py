@@ -1,4 +1,5 @@
-"""`ServicesComponent`: the services chart, the token signing keys and the database Secret."""
+"""`ServicesComponent`: the services chart, the token signing keys, the database Secret and
+the smoke account's."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
 from infra.kube import chart_path, secret
-from infra.redis_component import RedisComponent
+from infra.redis_component import RedisComponent, generated_password
 from infra.settings import StackSettings
 from infra.values import (
     JWT_PRIVATE_KEY_FILE,
     JWT_PUBLIC_KEYS_FILE,
     SECRETS,
     SERVICES_CHART,
+    SMOKE_ACCOUNT,
     ephemeral_database_url,
     services_chart_values,
 )
@@ -27,9 +29,15 @@ class ServicesComponent(pulumi.ComponentResource):
     The private key of the signing generation goes to its own Secret, which the chart gives
     to the signing service alone; the public keys of every published generation, one PEM
     after the other, to another, which every service gets.
+
+    The post-deploy smoke suite's student (issue 14) has a generated password, kept in the
+    state as a secret output, in a Secret the chart gives only to the `prepare-database`
+    init containers, which create the account before the services start; `smokeCommand`
+    names the Secret, never the password.
     """
 
     signing_keys: dict[int, tls.PrivateKey]
+    smoke_password: pulumi.Output[str]
     private_keys: dict[int, pulumi.Output[str]]
     public_keys: pulumi.Output[str]
     chart: k8s.helm.v4.Chart
@@ -74,10 +82,17 @@ class ServicesComponent(pulumi.ComponentResource):
         self.public_keys = pulumi.Output.all(
             *(key.public_key_pem for key in self.signing_keys.values())
         ).apply(lambda pems: "".join(pem if pem.endswith("\n") else pem + "\n" for pem in pems))
+        self.smoke_password = generated_password(f"{name}-smoke-password", self)
         secrets = [
             secret(self, SECRETS.jwt_private, namespace, {JWT_PRIVATE_KEY_FILE: private_key}),
             secret(self, SECRETS.jwt_public, namespace, {JWT_PUBLIC_KEYS_FILE: self.public_keys}),
             secret(self, SECRETS.database, namespace, {"url": pulumi.Output.secret(database_url)}),
+            secret(
+                self,
+                SECRETS.smoke,
+                namespace,
+                {"username": SMOKE_ACCOUNT, "password": self.smoke_password},
+            ),
         ]
         self.chart = k8s.helm.v4.Chart(
             name,

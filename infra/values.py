@@ -23,6 +23,7 @@ from courseredis.redis_config import (
     REPLICATION_USER,
 )
 from courseredis.services import registry
+from courseredis.services.db.prepare import SMOKE_USERNAME
 from courseredis.services.settings import METRICS_PORT as DEFAULT_METRICS_PORT
 from infra.settings import StackSettings
 
@@ -61,6 +62,9 @@ class SecretNames:
     # public-keys.pem: the keys access tokens are verified with (every service)
     jwt_public: str = "jwt-public-keys"
     database: str = "database"  # url: DATABASE_URL of the services that use the database
+    # username, password: the smoke suite's student, which the services chart's
+    # prepare-database init containers create (they alone read it) and `smokeCommand` names
+    smoke: str = "smoke-account"
 
     def service(self, service: str) -> str:
         """The Secret (username, password) of one service's ACL user."""
@@ -69,6 +73,8 @@ class SecretNames:
 
 SECRETS = SecretNames()
 ACL_FILE_KEY = "users.acl"
+# The smoke suite's student account, in `SECRETS.smoke` with its generated password.
+SMOKE_ACCOUNT = SMOKE_USERNAME
 JWT_PRIVATE_KEY_FILE = "private-key.pem"
 JWT_PUBLIC_KEYS_FILE = "public-keys.pem"
 
@@ -272,6 +278,7 @@ def services_chart_values(settings: StackSettings) -> dict[str, Any]:
         "services": per_service,
         "redis": redis,
         "database": {"secretName": SECRETS.database, "key": "url"},
+        "smokeAccount": {"secretName": SECRETS.smoke},
         "jwt": {
             "publicKeys": {"secretName": SECRETS.jwt_public, "key": JWT_PUBLIC_KEYS_FILE},
             "privateKey": {"secretName": SECRETS.jwt_private, "key": JWT_PRIVATE_KEY_FILE},
@@ -315,14 +322,17 @@ def smoke_command(settings: StackSettings) -> str:
     """The post-deploy smoke run for this stack, ready to paste (from where the names resolve).
 
     SMOKE_REDIS_PASSWORD_SECRET is `<namespace>/<secret>`: the smoke suite reads the admin
-    password from that Secret's `password` key, so no password is ever printed. SMOKE_HOSTS
-    names every Redis pod for the testinfra checks (through kubectl exec).
+    password from that Secret's `password` key, so no password is ever printed; the same
+    for SMOKE_STUDENT_SECRET, the smoke student the rollout created (`username`,
+    `password`), which drives the flows. SMOKE_HOSTS names every Redis pod for the
+    testinfra checks (through kubectl exec).
     """
     env = {
         "SMOKE_GATEWAY_URL": gateway_url(settings),
         "SMOKE_REDIS_NODES": ",".join(redis_endpoints(settings)),
         "SMOKE_REDIS_USERNAME": ADMIN_USER,
         "SMOKE_REDIS_PASSWORD_SECRET": f"{settings.namespace}/{SECRETS.admin}",
+        "SMOKE_STUDENT_SECRET": f"{settings.namespace}/{SECRETS.smoke}",
         "SMOKE_HOSTS": ",".join(redis_pod_testinfra_hosts(settings)),
     }
     return " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " make smoke"

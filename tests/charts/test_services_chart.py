@@ -69,6 +69,17 @@ SECRET_MATRIX = {
         "DATABASE_URL": "database",
     },
 }
+# Issue 14: the init container that prepares the database of each service that opens one,
+# and the only container that reads the smoke account's Secret (its password included).
+PREPARE = "prepare-database"
+INIT_SECRET_MATRIX = {
+    service: {
+        "DATABASE_URL": "database",
+        "SMOKE_ACCOUNT_USERNAME": "smoke-account",
+        "SMOKE_ACCOUNT_PASSWORD": "smoke-account",
+    }
+    for service in ("auth", "courses", "enrollments")
+}
 
 
 def rendered(settings: StackSettings, **changes: Any) -> list[dict[str, Any]]:
@@ -87,6 +98,12 @@ def container_of(objects: list[dict[str, Any]], service: str) -> dict[str, Any]:
     (container,) = pod["containers"]
     assert isinstance(container, dict)
     return container
+
+
+def init_containers_of(objects: list[dict[str, Any]], service: str) -> list[dict[str, Any]]:
+    pod = only(objects, "Deployment", service)["spec"]["template"]["spec"]
+    found: list[dict[str, Any]] = pod.get("initContainers", [])
+    return found
 
 
 def test_lint_is_clean(settings: StackSettings):
@@ -176,6 +193,68 @@ def test_each_service_gets_only_the_secrets_it_uses(settings: StackSettings):
     for record in registry.SERVICES:
         assert ("JWT_PRIVATE_KEY" in SECRET_MATRIX[record.name]) is record.signs_tokens
         assert ("DATABASE_URL" in SECRET_MATRIX[record.name]) is record.uses_database
+
+
+def test_only_the_prepare_database_containers_read_the_smoke_account(settings: StackSettings):
+    """Issue 14: the smoke student's password goes to the init containers that create the
+    account, and to no service: the whole matrix of init containers, on the rendered pods."""
+    objects = rendered(settings)
+    readers = []
+    for service in registry.NAMES:
+        inits = {c["name"]: _secret_refs(c) for c in init_containers_of(objects, service)}
+        assert inits == (
+            {PREPARE: INIT_SECRET_MATRIX[service]} if service in INIT_SECRET_MATRIX else {}
+        ), service
+        for container in [*init_containers_of(objects, service), container_of(objects, service)]:
+            if "smoke-account" in _secret_refs(container).values():
+                readers.append((service, container["name"]))
+    assert readers == [(s, PREPARE) for s in registry.NAMES if s in INIT_SECRET_MATRIX]
+    for record in registry.SERVICES:
+        assert (record.name in INIT_SECRET_MATRIX) is record.uses_database
+
+
+def test_each_database_is_prepared_before_its_service_starts(settings: StackSettings):
+    """Issue 14 (1): nothing migrated the deployed database. Each pod of a service that opens
+    it first runs `prepare` in the same image, as the same hardened user, with the same
+    DATABASE_URL, on the same /tmp (dev's SQLite file is there)."""
+    objects = rendered(settings)
+    for service in registry.NAMES:
+        inits = init_containers_of(objects, service)
+        if service not in INIT_SECRET_MATRIX:
+            assert inits == [], service  # the gateway opens no database
+            continue
+        main = container_of(objects, service)
+        (prepare,) = inits
+        assert prepare["name"] == PREPARE
+        assert prepare["args"] == ["python", "-m", "courseredis.services.db", "prepare"]
+        assert prepare["image"] == main["image"]
+        assert prepare["imagePullPolicy"] == main["imagePullPolicy"]
+        assert prepare["securityContext"] == main["securityContext"]
+        env, main_env = env_of(prepare), env_of(main)
+        assert env["DATABASE_URL"] == main_env["DATABASE_URL"]
+        assert env["SMOKE_ACCOUNT_USERNAME"]["secretKeyRef"] == {
+            "name": "smoke-account",
+            "key": "username",
+        }
+        assert env["SMOKE_ACCOUNT_PASSWORD"]["secretKeyRef"] == {
+            "name": "smoke-account",
+            "key": "password",
+        }
+        assert set(env) == set(INIT_SECRET_MATRIX[service])  # nothing of Redis, no JWT key
+        assert prepare["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+        assert {"name": "tmp", "mountPath": "/tmp"} in main["volumeMounts"]
+        assert prepare["resources"] == defaults("services")["prepareDatabase"]["resources"]
+
+
+def test_without_a_smoke_account_the_database_is_only_migrated(settings: StackSettings):
+    """The chart on its own, as its defaults have it: `smokeAccount.secretName` ""."""
+    assert defaults("services")["smokeAccount"] == {"secretName": ""}
+    objects = rendered(settings, smokeAccount__secretName="")
+    validate_objects(objects)
+    check_containers(objects)
+    for service in INIT_SECRET_MATRIX:
+        (prepare,) = init_containers_of(objects, service)
+        assert _secret_refs(prepare) == {"DATABASE_URL": "database"}, service
 
 
 def test_logouts_wait_for_a_replica_where_the_environment_has_replicas():

@@ -51,6 +51,7 @@ async def _flag_component_secrets(deployment: Deployment) -> None:
         "exporter": redis.exporter_password,
         "replication": redis.replication_password,
         "loadtest": redis.loadtest_password,
+        "smoke": services.smoke_password,
         **{f"jwt-key-{generation}": key for generation, key in services.private_keys.items()},
         **{f"service:{s}": pw for s, pw in redis.service_passwords.items()},
     }

@@ -91,8 +91,9 @@ def test_on_declares_the_locust_chart_with_the_locustfiles(env: str):
     assert deployment.exports["loadtestCommand"] == (
         f"kubectl -n course-redis-{env} logs -f job/locust-master-1"
     )
-    # The switch adds a chart, not a password or a Secret.
-    assert len(deployment.of_type(PASSWORD_TYPE)) == 4 + 4
+    # The switch adds a chart, not a password or a Secret (Redis' four, one per service and
+    # the smoke student's, as without it).
+    assert len(deployment.of_type(PASSWORD_TYPE)) == 4 + 4 + 1
 
 
 def test_redis_direct_at_scale_uses_its_own_redis_user_and_the_client_label():

@@ -99,10 +99,12 @@ def test_charts_come_from_the_repository_into_the_stack_namespace(stack: Deploym
 
 def test_every_generated_password_is_a_secret_output(stack: Deployment):
     passwords = stack.of_type(PASSWORD_TYPE)
-    # admin, exporter, replication, the redis_direct load suite and one per service.
-    assert len(passwords) == 4 + len(registry.NAMES)
+    # admin, exporter, replication, the redis_direct load suite, one per service, the smoke
+    # student.
+    assert len(passwords) == 5 + len(registry.NAMES)
     assert all(p.inputs["special"] is False for p in passwords)
     assert stack.secret_flags and all(stack.secret_flags.values()), stack.secret_flags
+    assert stack.secret_flags["smoke"] is True
     assert "redisAdminPassword" in stack.secret_exports
 
 
@@ -125,6 +127,11 @@ def test_no_plaintext_secret_appears_in_any_resource_input(stack: Deployment):
     assert len(redis_passwords) == 4 + len(registry.NAMES)
     assert all(password in acl_text for password in redis_passwords)
     assert "user default off" in acl_text
+    smoke = stack.one(SECRET_TYPE, "smoke-account").inputs
+    assert contains_secret(smoke["stringData"])
+    assert (
+        unwrap(smoke["stringData"])["password"] == stack.mocks.generated["services-smoke-password"]
+    )
     if stack.env == "prod":
         database = stack.one(SECRET_TYPE, "database").inputs
         assert contains_secret(database["stringData"])
@@ -146,7 +153,30 @@ def test_chart_values_hold_no_secret_only_secret_names(stack: Deployment):
         services["jwt"]["publicKeys"]["secretName"],
         services["jwt"]["privateKey"]["secretName"],
         services["database"]["secretName"],
+        services["smokeAccount"]["secretName"],
     } <= declared
+
+
+def test_the_smoke_student_has_a_generated_password_in_its_own_secret(stack: Deployment):
+    """Issue 14: the program creates the account the smoke needs. Its Secret holds the
+    username prepare-database gives the student role and the generated password; the chart
+    is given the Secret's name, and the smoke command names it too."""
+    from courseredis.services.db.prepare import SMOKE_USERNAME
+    from courseredis.services.db.seed import is_demo_username
+
+    (password,) = [p for p in stack.of_type(PASSWORD_TYPE) if "smoke" in p.name]
+    assert password.name == "services-smoke-password" and password.inputs["length"] >= 32
+    data = _secret_data(stack, "smoke-account")
+    assert data == {
+        "username": SMOKE_USERNAME,
+        "password": stack.mocks.generated["services-smoke-password"],
+    }
+    assert not is_demo_username(data["username"])  # seed never resets it
+    assert chart_values(stack, "services")["smokeAccount"] == {"secretName": "smoke-account"}
+    assert stack.exports["secretNames"]["smokeAccount"] == "smoke-account"
+    smoke = stack.exports["smokeCommand"]
+    assert f"SMOKE_STUDENT_SECRET=course-redis-{stack.env}/smoke-account" in smoke
+    assert data["password"] not in smoke
 
 
 def test_each_service_secret_holds_its_own_user(stack: Deployment):
@@ -193,6 +223,7 @@ def test_exports_name_endpoints_secrets_and_the_smoke_command(stack: Deployment)
         "SMOKE_REDIS_NODES=",
         "SMOKE_REDIS_USERNAME=admin",
         f"SMOKE_REDIS_PASSWORD_SECRET={namespace}/redis-admin",
+        f"SMOKE_STUDENT_SECRET={namespace}/smoke-account",
     ):
         assert variable in smoke
     assigned = dict(word.split("=", 1) for word in shlex.split(smoke)[:-2])
@@ -239,8 +270,10 @@ def test_a_stack_that_pins_the_image_by_digest_deploys_it_by_digest():
                 if container["image"].startswith(image["repository"] + ":"):
                     assert container["image"] == pinned, (label, container["name"])
                     seen.append((label, container["name"]))
-    # The services, the bootstrap Job and the repair init container all run it.
-    assert len(seen) == len(registry.NAMES) + 2, seen
+    # The services, the prepare-database init containers of those that use the database,
+    # the bootstrap Job and the repair init container all run it.
+    databases = [s for s in registry.SERVICES if s.uses_database]
+    assert len(seen) == len(registry.NAMES) + len(databases) + 2, seen
 
 
 # --- the token signing keys (issue 13, finding 5) -----------------------------------------

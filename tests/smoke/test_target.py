@@ -99,6 +99,8 @@ def test_the_pulumi_smoke_command_is_understood(env, tmp_path):
     environ = smoke_command_environ(env)
     secrets = {
         f"course-redis-{env}/redis-admin": {"username": "admin", "password": "deployed-pw"},
+        # What the program writes for the smoke student (issue 14).
+        f"course-redis-{env}/smoke-account": {"username": "smoke", "password": "student-pw"},
         **{
             f"course-redis-{env}/redis-user-{s}": {"username": s, "password": f"{s}-secret"}
             for s in registry.NAMES
@@ -122,7 +124,12 @@ def test_the_pulumi_smoke_command_is_understood(env, tmp_path):
     assert target.redis_admin.password == "deployed-pw"
     assert set(target.service_users) == {"auth", "courses", "enrollments"}
     assert "forbidden" in target.service_users_missing["gateway"]
-    assert target.student is None  # said and skipped, not guessed
+    # The smoke student the rollout created drives the flows; no app admin is given, so the
+    # student reads its own enrollment back.
+    assert target.student is not None
+    assert (target.student.username, target.student.password) == ("smoke", "student-pw")
+    assert target.app_admin is None
+    assert environ["SMOKE_STUDENT_SECRET"] == f"course-redis-{env}/{values.SECRETS.smoke}"
     # Every Redis pod, reached through kubectl exec, for the host checks.
     assert target.hosts == environ["SMOKE_HOSTS"].split(",")
     assert len(target.hosts) == load_environment(env).redis.node_count

@@ -37,6 +37,15 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
+{{/* DATABASE_URL from its Secret: the same for a service and its prepare-database. */}}
+{{- define "services.databaseUrlEnv" -}}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.database.secretName }}
+      key: {{ .Values.database.key }}
+{{- end -}}
+
 {{- define "services.podSecurityContext" -}}
 runAsNonRoot: true
 runAsUser: {{ .Values.runAsUser }}
