@@ -13,6 +13,21 @@ RUN uv sync --frozen --no-dev --no-install-project
 COPY src ./src
 RUN uv sync --frozen --no-dev --no-editable
 
+# --- smoke: the post-deploy smoke suite, run from where the deployment's names resolve ---
+#   docker build --target smoke -t <registry>/courseredis-smoke:<version> .
+#   docker run --env SMOKE_... <image> [pytest arguments]   (what `make smoke` runs)
+# It needs kubectl on PATH (Secrets, pods' nodeName, testinfra's exec); the image has none.
+FROM build AS smoke
+COPY smoke ./smoke
+COPY infra ./infra
+COPY Pulumi.yaml Pulumi.*.yaml ./
+# Editable on purpose: courseredis finds Pulumi.<env>.yaml beside its source tree (REPO_ROOT).
+RUN uv sync --frozen --no-dev --group smoke
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+USER 999:999
+ENTRYPOINT ["python", "-m", "smoke"]
+CMD []
+
 # --- run: the environment and nothing else, as a non-root user -------------------------
 FROM python:3.11.11-slim-bookworm
 # UID 999 matches the charts' runAsUser, which also owns the Redis data volume.
