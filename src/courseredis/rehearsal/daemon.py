@@ -3,9 +3,13 @@ after `make rehearse` returns, and `make down` can end it.
 
 `python -m courseredis.rehearsal.daemon --state-dir DIR` reads `DIR/objects.json` (written
 by the command line, mode 0600: it holds the generated passwords), runs the Controller,
-and rewrites `DIR/status.json` every second. Requests arrive as `DIR/requests/<n>.json`
-(`{"action": "delete", "pods": [...]}` or `{"action": "rollout", "workload": "StatefulSet/redis"}`)
-and are answered in `<n>.done.json`. SIGTERM (or SIGINT) removes everything it created.
+and rewrites `DIR/status.json` every second. Once everything is up, requests arrive as
+`DIR/requests/<name>.json` (written by `courseredis.rehearsal.kubectl.submit`) and are
+answered in `<name>.done.json`, each in a thread of its own:
+`{"action": "delete", "pods": [...]}` and `{"action": "rollout", "workload": "StatefulSet/redis"}`
+(the disruptions, one at a time), `{"action": "address"}` (an IP on the rehearsal's network
+for a container of the command line's, never a pod's) and `{"action": "kubectl", "argv": [...]}`
+(the smoke container's kubectl stand-in). SIGTERM (or SIGINT) removes everything it created.
 """
 
 from __future__ import annotations
@@ -18,15 +22,20 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from courseredis.rehearsal import kubectl
 from courseredis.rehearsal.podman import Podman
 from courseredis.rehearsal.run import Controller, RehearsalError
 from courseredis.rehearsal.translate import translate
 
 UP_TIMEOUT = 420.0
+# A kubectl call waits for its answer: new requests are looked for this often.
+REQUEST_POLL = 0.05
+STATUS_EVERY = 1.0
+EXEC_TIMEOUT = 120.0
 
 
 def write_json(path: Path, document: Any) -> None:
@@ -37,9 +46,55 @@ def write_json(path: Path, document: Any) -> None:
     os.replace(temporary, path)
 
 
+class ControllerCluster:
+    """The kubectl stand-in's view of the rehearsal: the declared Secrets (one namespace, as
+    the program declares) and the controller's pods."""
+
+    def __init__(self, controller: Controller) -> None:
+        self.controller = controller
+
+    def secret(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        if namespace != self.controller.plan.namespace:
+            return None
+        return self.controller.plan.secrets.get(name)
+
+    def _container_ids(self, namespace: str, pod: str) -> dict[str, str] | None:
+        with self.controller.lock:
+            state = self.controller.pods.get(pod)
+        if state is None or state.workload.namespace != namespace:
+            return None
+        running = state.phase == "Running"
+        return {c.spec.name: c.id for c in state.containers if running and c.id}
+
+    def containers(self, namespace: str, pod: str) -> list[str] | None:
+        ids = self._container_ids(namespace, pod)
+        return None if ids is None else list(ids)
+
+    def exec(
+        self, namespace: str, pod: str, container: str, command: Sequence[str]
+    ) -> kubectl.Answer:
+        container_id = (self._container_ids(namespace, pod) or {}).get(container)
+        if container_id is None:  # gone since `containers` was asked
+            return kubectl.Answer(1, stderr=f"error: container {container} of {pod} is gone\n")
+        done = self.controller.podman.run(
+            ["exec", container_id, *command],
+            check=False,
+            input_bytes=b"",  # no stdin, and bytes decoded with replacement: output is any
+            timeout=EXEC_TIMEOUT,
+        )
+        return kubectl.Answer(done.returncode, done.stdout, done.stderr)
+
+
 def handle_request(controller: Controller, request: dict[str, Any]) -> dict[str, Any]:
     action = request.get("action")
     started = time.monotonic()
+    if action == "kubectl":
+        result = kubectl.answer(request["argv"], ControllerCluster(controller))
+        return {"code": result.code, "stdout": result.stdout, "stderr": result.stderr}
+    if action == "address":
+        # The controller hands out every address on its network, so a container of the
+        # command line's never takes one a pod will be given.
+        return {"ip": controller._allocate_ip()}
     if action == "delete":
         pods_now = controller.status()["pods"]
         before = {name: pods_now.get(name, {}).get("ip") for name in request["pods"]}
@@ -84,6 +139,24 @@ def handle_request(controller: Controller, request: dict[str, Any]) -> dict[str,
     raise RehearsalError(f"unknown request {action!r}")
 
 
+def answer(controller: Controller, request_path: Path, disruptions: threading.Lock) -> None:
+    """Answer one request in `<name>.done.json`. The disruptions run one at a time, as
+    they always did; kubectl calls (many, from the smoke suite's threads) do not wait."""
+    try:
+        request = json.loads(request_path.read_text())
+    except (OSError, ValueError):
+        return  # given up and removed by its sender, or not a request
+    try:
+        if request.get("action") in ("delete", "rollout"):
+            with disruptions:
+                result = {"ok": True, **handle_request(controller, request)}
+        else:
+            result = {"ok": True, **handle_request(controller, request)}
+    except Exception as exc:
+        result = {"ok": False, "error": str(exc)}
+    write_json(kubectl.answer_path(request_path), result)
+
+
 def serve(state_dir: Path) -> int:
     objects = json.loads((state_dir / "objects.json").read_text())
     meta = json.loads((state_dir / "meta.json").read_text())
@@ -123,33 +196,36 @@ def serve(state_dir: Path) -> int:
             ready.set()
 
         threading.Thread(target=wait, daemon=True).start()
+        dispatched: set[str] = set()  # request names are unique: each is answered once
+        disruptions = threading.Lock()
+        next_status = 0.0
+        state = "starting"
         while not stopping.is_set():
-            state = "starting"
-            if ready.is_set():
-                state = "failed" if ready_error else "ready"
-            status = {
-                "state": state,
-                "pid": os.getpid(),
-                "error": ready_error,
-                "up_seconds": round(time.monotonic() - started, 1),
-                **controller.status(),
-                "events": controller.events[-200:],
-            }
-            write_json(state_dir / "status.json", status)
+            if time.monotonic() >= next_status:
+                next_status = time.monotonic() + STATUS_EVERY
+                if ready.is_set():
+                    state = "failed" if ready_error else "ready"
+                status = {
+                    "state": state,
+                    "pid": os.getpid(),
+                    "error": ready_error,
+                    "up_seconds": round(time.monotonic() - started, 1),
+                    **controller.status(),
+                    "search": list(plan.search),
+                    "events": controller.events[-200:],
+                }
+                write_json(state_dir / "status.json", status)
             if state == "ready":
                 for request_path in sorted(requests.glob("*.json")):
-                    if request_path.name.endswith(".done.json"):
+                    if not kubectl.is_request(request_path) or request_path.name in dispatched:
                         continue
-                    done_path = request_path.with_name(request_path.stem + ".done.json")
-                    if done_path.exists():
-                        continue
-                    request = json.loads(request_path.read_text())
-                    try:
-                        result = {"ok": True, **handle_request(controller, request)}
-                    except Exception as exc:
-                        result = {"ok": False, "error": str(exc)}
-                    write_json(done_path, result)
-            stopping.wait(1.0)
+                    dispatched.add(request_path.name)
+                    threading.Thread(
+                        target=answer,
+                        args=(controller, request_path, disruptions),
+                        daemon=True,
+                    ).start()
+            stopping.wait(REQUEST_POLL)
     except Exception as exc:
         code = 1
         status = {"state": "failed", "pid": os.getpid(), "error": str(exc)}
