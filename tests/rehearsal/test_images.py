@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import platform
 from pathlib import Path
 
 import pytest
@@ -9,6 +13,11 @@ import pytest
 from courseredis.environments import REPO_ROOT
 from courseredis.rehearsal import images
 from courseredis.rehearsal.images import (
+    BUILD_FORMAT,
+    POSTGRES_ENTRYPOINT,
+    POSTGRES_HOME,
+    POSTGRES_UID,
+    STAND_IN_POSTGRES,
     ImageRecipeError,
     apt_mirror,
     dockerfile_images,
@@ -51,12 +60,53 @@ def test_the_charts_images_have_recipes_from_debian_packages():
     assert ("bin/uv", "uv") in uv.wheel_files
 
 
+def test_the_stand_in_postgres_is_debians_postgresql_run_by_its_own_entry_point():
+    recipe = recipe_for(STAND_IN_POSTGRES)
+    assert STAND_IN_POSTGRES == "localhost/courseredis-rehearsal/postgres:15-bookworm"
+    assert (recipe.suite, recipe.packages) == ("bookworm", ("postgresql-15",))
+    assert recipe.checks == (("postgresql-15", "15"),)
+    # The entry point is the script beside the module, written into the image whole.
+    assert recipe.files == (("/usr/local/bin/postgres-stand-in", POSTGRES_ENTRYPOINT.read_text()),)
+    assert 'ENTRYPOINT ["/usr/local/bin/postgres-stand-in"]' in recipe.changes
+    # Never root at run time; the user the pod's runAsUser and fsGroup name.
+    assert f"USER {POSTGRES_UID}:{POSTGRES_UID}" in recipe.changes
+    assert any(f"--uid {POSTGRES_UID}" in command for command in recipe.commands)
+    # Everything it writes lives under its home, the pod's volume.
+    assert f"ENV PGDATA={POSTGRES_HOME}/data" in recipe.changes
+    assert f"ENV PGHOST={POSTGRES_HOME}/run" in recipe.changes
+    assert "ENV PATH=/usr/lib/postgresql/15/bin:/usr/sbin:/usr/bin:/sbin:/bin" in recipe.changes
+    # SIGTERM would be PostgreSQL's smart shutdown, waiting on the services' pools.
+    assert "STOPSIGNAL SIGINT" in recipe.changes
+
+
+def test_the_entry_point_makes_a_password_only_database_listening_on_every_address():
+    script = POSTGRES_ENTRYPOINT.read_text()
+    assert script.startswith("#!/bin/sh\n")
+    for needed in ("POSTGRES_PASSWORD", "POSTGRES_USER", "POSTGRES_DB"):
+        assert needed in script
+    assert "--pwfile=/dev/stdin" in script  # the password never on a command line
+    assert "host all all 0.0.0.0/0 scram-sha-256" in script
+    assert "listen_addresses=0.0.0.0" in script
+
+
 def test_a_recipe_hash_changes_with_its_inputs_only():
     assert recipe_for("redis:7.0.15-bookworm").digest == recipe_for("redis:7.0.15-bookworm").digest
     assert recipe_for("redis:7.0.15-bookworm").digest != recipe_for("redis:7.2.4-bookworm").digest
     assert recipe_for("ghcr.io/astral-sh/uv:0.5.31").digest != (
         recipe_for("ghcr.io/astral-sh/uv:0.6.0").digest
     )
+    postgres = recipe_for(STAND_IN_POSTGRES)
+    edited = dataclasses.replace(postgres, files=(("/usr/local/bin/x", "#!/bin/sh\n"),))
+    assert edited.digest != postgres.digest  # an edited entry point is a new image
+
+
+def test_a_recipe_without_files_keeps_the_hash_it_had_before_files_existed():
+    # The cached images of every machine stay valid: no rebuild for a field they lack.
+    recipe = recipe_for("redis:7.0.15-bookworm")
+    fields = {k: v for k, v in dataclasses.asdict(recipe).items() if k != "files"}
+    document = {"format": BUILD_FORMAT, "arch": platform.machine(), **fields}
+    expected = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
+    assert recipe.digest == expected
 
 
 @pytest.mark.parametrize(
@@ -66,6 +116,7 @@ def test_a_recipe_hash_changes_with_its_inputs_only():
         ("redis:7.0.15-alpine", "names no Debian suite"),
         ("redis", "pin a tag"),
         ("redis:7.0.15@sha256:" + "0" * 64, "digest"),
+        ("localhost/courseredis-rehearsal/postgres:16-bookworm", "no postgresql 16 in 'bookworm'"),
     ],
 )
 def test_an_image_without_a_recipe_is_refused_with_the_reason(reference: str, reason: str):

@@ -11,6 +11,11 @@ are. How each is approximated:
 | `ghcr.io/astral-sh/uv:<v>` | `/uv` and `/uvx` from uv's PyPI wheel of that version, alone |
 | `redis:<v>-<suite>`      | minbase + Debian's redis-server/redis-tools, user redis 999 |
 | `oliver006/redis_exporter:<v>` | minbase + Debian's prometheus-redis-exporter       |
+| `localhost/courseredis-rehearsal/postgres:<m>-<suite>` | minbase + postgresql-<m> |
+
+The last is no image the repository names: it is the rehearsal's own stand-in PostgreSQL
+(`STAND_IN_POSTGRES`, run by `courseredis.rehearsal.standins` for a stack that declares no
+database), under a name no registry serves. Its entry point is `postgres_entrypoint.sh`.
 
 A version Debian does not ship exactly (python 3.11.11 vs 3.11.2, exporter v1.62 vs 1.45)
 is recorded in the image's labels and in the rehearsal's report, never hidden.
@@ -42,6 +47,17 @@ BUILD_FORMAT = 1
 RECIPE_LABEL = f"{LABEL}.recipe"
 PROVIDES_LABEL = f"{LABEL}.provides"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
+# The stand-in PostgreSQL: Debian's major of each suite (the tag names both, and must agree);
+# built from bookworm, the python base image's suite (one debootstrap cache for both); the
+# uid/gid of the official image's postgres user (the stand-in's runAsUser and fsGroup); its
+# home, the one writable place it needs (a volume: the data directory and the socket).
+POSTGRES_MAJORS = {"bookworm": "15", "trixie": "17"}
+POSTGRES_SUITE = "bookworm"
+POSTGRES_MAJOR = POSTGRES_MAJORS[POSTGRES_SUITE]
+STAND_IN_POSTGRES = f"localhost/courseredis-rehearsal/postgres:{POSTGRES_MAJOR}-{POSTGRES_SUITE}"
+POSTGRES_UID = 999
+POSTGRES_HOME = "/var/lib/postgresql"
+POSTGRES_ENTRYPOINT = Path(__file__).with_name("postgres_entrypoint.sh")
 # Trimmed from every rootfs: nothing in a container reads them.
 TRIMMED = (
     "var/cache/apt/archives",
@@ -63,14 +79,16 @@ class Recipe:
 
     `packages` are Debian packages for debootstrap (`suite`); with `wheel` instead, the
     image is only the wheel's files `wheel_files` (path in the wheel's target -> path in the
-    image), as the official uv image is only its binaries. `commands` run in the rootfs
-    (chroot) after debootstrap; `changes` are Dockerfile instructions for `podman import`.
+    image), as the official uv image is only its binaries. `files` (path in the image, text)
+    are written after debootstrap, executable (entry points); `commands` run in the rootfs
+    (chroot) after them; `changes` are Dockerfile instructions for `podman import`.
     `checks` are `(Debian package, upstream version)` pairs recorded as labels.
     """
 
     reference: str
     suite: str | None = None
     packages: tuple[str, ...] = ()
+    files: tuple[tuple[str, str], ...] = ()
     commands: tuple[str, ...] = ()
     changes: tuple[str, ...] = ()
     wheel: str | None = None
@@ -81,6 +99,10 @@ class Recipe:
     @property
     def digest(self) -> str:
         document = {"format": BUILD_FORMAT, "arch": platform.machine(), **asdict(self)}
+        if not self.files:
+            # Absent from the document when unused, as before the field existed: the
+            # images cached on every machine keep their hashes and are not rebuilt.
+            del document["files"]
         return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -165,6 +187,42 @@ def _exporter(reference: str, tag: str) -> Recipe:
     )
 
 
+def _postgres(reference: str, tag: str) -> Recipe:
+    major, _, suite = tag.partition("-")
+    if POSTGRES_MAJORS.get(suite) != major:
+        shipped = ", ".join(f"{m}-{s}" for s, m in POSTGRES_MAJORS.items())
+        raise ImageRecipeError(
+            f"{reference}: Debian ships no postgresql {major} in {suite!r} (known: {shipped})"
+        )
+    uid, home = POSTGRES_UID, POSTGRES_HOME
+    return Recipe(
+        reference=reference,
+        suite=suite,
+        packages=(f"postgresql-{major}",),
+        files=(("/usr/local/bin/postgres-stand-in", POSTGRES_ENTRYPOINT.read_text()),),
+        # The cluster Debian's packaging made at install (`main`, with its /etc config) is
+        # not the stand-in's: the entry point makes its own, in the volume, at first start.
+        commands=(
+            f"rm -rf /etc/postgresql {home} /run/postgresql",
+            f"groupmod --gid {uid} postgres && usermod --uid {uid} --gid {uid} postgres",
+            f"mkdir -p {home} && chown {uid}:{uid} {home} && chmod 0700 {home}",
+        ),
+        changes=(
+            f"ENV PATH=/usr/lib/postgresql/{major}/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            f"ENV PGDATA={home}/data",
+            f"ENV PGHOST={home}/run",
+            f"USER {uid}:{uid}",
+            "EXPOSE 5432",
+            # Fast shutdown: SIGTERM is PostgreSQL's "smart" one, which waits for every
+            # client (the services' pools) to leave, past any grace period.
+            "STOPSIGNAL SIGINT",
+            'ENTRYPOINT ["/usr/local/bin/postgres-stand-in"]',
+        ),
+        checks=((f"postgresql-{major}", major),),
+        note=f"Debian's postgresql {major}: the rehearsal's stand-in for the operator's database",
+    )
+
+
 RECIPES: dict[str, Callable[[str, str], Recipe]] = {
     "python": _python,
     "docker.io/library/python": _python,
@@ -173,6 +231,7 @@ RECIPES: dict[str, Callable[[str, str], Recipe]] = {
     "docker.io/library/redis": _redis,
     "oliver006/redis_exporter": _exporter,
     "docker.io/oliver006/redis_exporter": _exporter,
+    split_reference(STAND_IN_POSTGRES)[0]: _postgres,
 }
 
 
@@ -322,6 +381,11 @@ class ImageBuilder:
             apt_mirror(),
         ]
         _run(command, f"debootstrap for {recipe.reference}")
+        for path, text in recipe.files:
+            target = rootfs / path.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+            target.chmod(0o755)
         for shell in recipe.commands:
             _run(["chroot", str(rootfs), "/bin/sh", "-ec", shell], f"{recipe.reference}: {shell}")
         provides = {}
