@@ -1,10 +1,13 @@
 """The user flows the smoke suite drives through the gateway, and what they left in Redis.
 
 One scenario per run, as a student: log in, refresh, read a course (twice: a miss or a hit,
-then a hit), enroll, let the platform admin read the enrollment back (when an admin account
-is given), hit the rate limit of one route, log out. After each step the keys the step
-wrote are read back with the admin account (type, TTL, Redis time) and kept in a
-`FlowRecord`; the tests then hold each observation against its rule.
+then a hit), enroll, read the enrollment back (as the platform admin when an admin account
+is given, else as the student, who sees its own enrollments only), hit the rate limit of
+one route, log out. The course is `--course-id`, else the platform's dedicated smoke course
+(`SMOKE_COURSE_TITLE`, which a deployment's `prepare` creates), else the first course.
+After each step the keys the step wrote are read back with the Redis admin account (type,
+TTL, Redis time) and kept in a `FlowRecord`; the tests then hold each observation against
+its rule.
 
 Test data: the scenario deletes what it wrote (rate-limit keys, its sessions, refresh
 families and revocations, a course cache entry it created) when the run ends. What it
@@ -35,6 +38,7 @@ from redis.exceptions import RedisError
 from courseredis import keys, ratelimit_algorithms
 from courseredis.connection import SyncClient
 from courseredis.patterns.idempotency import CLAIM_LEASE
+from courseredis.services.db.prepare import SMOKE_COURSE_TITLE
 from courseredis.services.settings import GatewaySettings, RoutePolicy
 from smoke.target import Account, Target
 
@@ -47,6 +51,10 @@ BURST_WORKERS = 16
 # The rate-limit burst never sends more than this many requests.
 BURST_CAP = 2000
 RATE_LIMITED_ROUTE = "enrollments.list"
+# Looking for the smoke course: the listing's largest page, and how many pages at most
+# (well within the per-user limit of `courses.list`).
+COURSE_PAGE_SIZE = 100
+COURSE_PAGES = 20
 
 
 class StepFailed(RuntimeError):
@@ -104,7 +112,10 @@ class FlowRecord:
     burst_sent: int = 0
     server_errors: list[str] = field(default_factory=list)  # 5xx answers, in any step
     admin_user_id: int | None = None
-    admin_saw_enrollment: bool | None = None
+    # Who read the enrollment back ("the app admin", "the student itself"), and whose
+    # enrollments in the course that reader was shown.
+    enrollment_reader: str | None = None
+    enrollment_users_seen: list[int] | None = None
     notes: list[str] = field(default_factory=list)
     durations: dict[str, float] = field(default_factory=dict)  # step -> seconds
     # Keys to delete at the end (what the run wrote and may take back).
@@ -284,7 +295,7 @@ class Scenario:
             ("refresh", self.refresh),
             ("read_course", self.read_course),
             ("enroll", self.enroll),
-            ("admin_reads_enrollment", self.admin_reads_enrollment),
+            ("read_enrollment_back", self.read_enrollment_back),
             ("rate_limit", self.rate_limit),
             ("logout", self.logout),
         ]
@@ -434,13 +445,7 @@ class Scenario:
         assert record.user_id is not None and record.client_ip is not None
         course_id = self.target.course_id
         if course_id is None:
-            listing = self.expect(
-                self.call("list_courses", "GET", "/courses?size=1", token=self._access), 200
-            )
-            items = (listing.body or {}).get("items") if isinstance(listing.body, dict) else None
-            if not items:
-                raise StepFailed(f"no course to read: {listing.describe()}")
-            course_id = int(items[0]["id"])
+            course_id = self._choose_course()
         record.course_id = course_id
         key = keys.course(course_id)
         if not self.redis.exists(key):
@@ -459,6 +464,40 @@ class Scenario:
         )
         self.observe("read_course", keys.ratelimit_ip(record.client_ip, "courses.read"))
         self.observe("read_course", keys.ratelimit_user(record.user_id, "courses.read"))
+
+    def _choose_course(self) -> int:
+        """The smoke course, found by its title in the listing (ordered by id), so that the
+        run's enrollment takes no seat of a real course; else the first course listed."""
+        first: int | None = None
+        seen = 0
+        for page in range(1, COURSE_PAGES + 1):
+            listing = self.expect(
+                self.call(
+                    "list_courses",
+                    "GET",
+                    f"/courses?page={page}&size={COURSE_PAGE_SIZE}",
+                    token=self._access,
+                ),
+                200,
+            )
+            body = listing.body if isinstance(listing.body, dict) else {}
+            items = body.get("items") or []
+            for item in items:
+                if item.get("title") == SMOKE_COURSE_TITLE:
+                    self.record.notes.append(f"course {item['id']} is the smoke course")
+                    return int(item["id"])
+            if first is None and items:
+                first = int(items[0]["id"])
+            seen += len(items)
+            if len(items) < COURSE_PAGE_SIZE or seen >= int(body.get("total") or 0):
+                break
+        if first is None:
+            raise StepFailed(f"no course to read: {listing.describe()}")
+        self.record.notes.append(
+            f"no smoke course ({SMOKE_COURSE_TITLE!r}) among the first {seen} courses: the "
+            f"first course listed, {first}, is used and the enrollment takes one of its seats"
+        )
+        return first
 
     def enroll(self) -> None:
         record = self.record
@@ -521,11 +560,25 @@ class Scenario:
             time.sleep(0.1)
         self.observe("event_processed", stream)
 
-    def admin_reads_enrollment(self) -> None:
+    def read_enrollment_back(self) -> None:
+        """The platform admin lists the course's enrollments when an admin account is given;
+        else the student lists its own (a student is shown no one else's)."""
         record = self.record
+        assert record.user_id is not None and record.course_id is not None
         admin = self.target.app_admin
         if admin is None:
-            record.notes.append("no app admin account: the enrollment was not read back")
+            listing = self.expect(
+                self.call(
+                    "student_lists_enrollments",
+                    "GET",
+                    f"/courses/{record.course_id}/enrollments",
+                    token=self._access,
+                ),
+                200,
+            )
+            record.enrollment_reader = "the student itself"
+            record.enrollment_users_seen = self._enrolled_users(listing)
+            record.notes.append("no app admin account: the student read its enrollment back")
             return
         self._account_key(admin.username)
         reply = self.expect(
@@ -560,12 +613,19 @@ class Scenario:
                 ),
                 200,
             )
-            items = listing.body.get("items", []) if isinstance(listing.body, dict) else []
-            record.admin_saw_enrollment = any(i.get("user_id") == record.user_id for i in items)
+            record.enrollment_reader = "the app admin"
+            record.enrollment_users_seen = self._enrolled_users(listing)
         finally:
             self.expect(self.call("admin_logout", "POST", "/auth/logout", token=token), 204)
         self.observe("admin_logout", keys.session(sid))
         self.observe("admin_logout", keys.refresh_token(sid))
+
+    @staticmethod
+    def _enrolled_users(listing: Reply) -> list[int]:
+        items = listing.body.get("items") if isinstance(listing.body, dict) else None
+        if not isinstance(items, list):
+            raise StepFailed(f"no enrollment list in the reply: {listing.describe()}")
+        return [int(i["user_id"]) for i in items if isinstance(i, dict) and "user_id" in i]
 
     def rate_limit(self) -> None:
         record = self.record

@@ -136,7 +136,8 @@ OPTIONS: tuple[Option, ...] = (
         "app_admin_username",
         "--app-admin-username",
         "SMOKE_APP_ADMIN_USERNAME",
-        "a platform admin account, to read the enrollment back (default: stack.json's demo admin)",
+        "a platform admin account, to read the enrollment back (default: stack.json's demo "
+        "admin; without one, the student reads its own enrollment back)",
     ),
     Option(
         "app_admin_password",
@@ -154,7 +155,8 @@ OPTIONS: tuple[Option, ...] = (
         "course_id",
         "--course-id",
         "SMOKE_COURSE_ID",
-        "the course the flows read and enroll in (default: the first course listed)",
+        "the course the flows read and enroll in (default: the smoke course a deployment "
+        "creates, found by its title; else the first course listed)",
     ),
     Option(
         "client_ip",

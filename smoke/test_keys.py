@@ -134,17 +134,20 @@ def test_enrollment_event_is_consumed_once_with_a_24h_marker(
     follows_schema(stream, keys.EVENT_STREAM)
 
 
-def test_admin_reads_the_enrollment_back(flows: FlowRecord) -> None:
+def test_the_enrollment_is_read_back(flows: FlowRecord) -> None:
+    """By the app admin when one is given, else by the student: never skipped."""
     flows.require("enroll")
-    flows.require("admin_reads_enrollment")
-    if flows.admin_saw_enrollment is None:
-        pytest.skip(
-            "no app admin account (--app-admin-username / SMOKE_APP_ADMIN_USERNAME): the "
-            "enrollment was NOT read back"
-        )
-    assert flows.admin_saw_enrollment, (
-        f"the admin does not see user {flows.user_id}'s enrollment in course {flows.course_id}"
+    flows.require("read_enrollment_back")
+    seen = flows.enrollment_users_seen
+    assert seen is not None and flows.user_id in seen, (
+        f"{flows.enrollment_reader} does not see user {flows.user_id}'s enrollment in course "
+        f"{flows.course_id} (shown: users {seen})"
     )
+    if flows.enrollment_reader == "the student itself":
+        # Students see their own enrollment only.
+        assert set(seen) == {flows.user_id}, (
+            f"the student is shown other users' enrollments: {seen}"
+        )
     for state in flows.states("admin_logout"):
         assert not state.exists, f"the admin's logout left {state.describe()}"
 

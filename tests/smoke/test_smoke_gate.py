@@ -6,15 +6,19 @@ variables, no stack.json), and unit by unit on the plugin."""
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from courseredis.services.db.prepare import SMOKE_USERNAME
 from smoke import gate
 from smoke.target import Target, resolve
-from tests.smoke.support import LocalStacks, run_smoke
+from tests.smoke.support import LocalStacks, clean_env, run_smoke
 from tests.smoke.test_target import STACK, no_options, write_stack
 
 FLOW_CHECKS = [
@@ -99,6 +103,49 @@ def test_a_full_deployed_target_passes_the_gate(dev, tmp_path):
     section = gate_section(run.output)
     assert "every flow and key check ran (a deployed target" in section, section
     assert "smoke gate FAILED" not in run.output
+
+
+def test_the_smoke_student_alone_passes_the_gate_in_the_smoke_course(dev, tmp_path):
+    """Issue 14: what a rollout gives the smoke run, and nothing more. `prepare` (the init
+    containers' command) adds the smoke student and the smoke course to the stack's
+    database; with that student and no app admin, every flow and key check runs: the
+    student reads its own enrollment back, in the smoke course, not in a real one."""
+    _, document = dev
+    password = "a-generated-smoke-password"
+    prepared = subprocess.run(
+        [sys.executable, "-m", "courseredis.services.db", "prepare"],
+        env={
+            **clean_env(),
+            "DATABASE_URL": document["database"],
+            "SMOKE_ACCOUNT_USERNAME": SMOKE_USERNAME,
+            "SMOKE_ACCOUNT_PASSWORD": password,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert prepared.returncode == 0, prepared.stderr
+    said = re.search(r"smoke course (\d+)", prepared.stderr)
+    assert said is not None, prepared.stderr
+    course_id = int(said.group(1))
+    redis = document["redis"]
+    users = tmp_path / "users.json"
+    users.write_text(json.dumps(redis["users"]))
+    variables = {
+        **deployed(document),
+        "SMOKE_STUDENT_USERNAME": SMOKE_USERNAME,
+        "SMOKE_STUDENT_PASSWORD": password,
+        "SMOKE_SERVICE_USERS": str(users),
+        "SMOKE_HOSTS": "local://",
+    }
+    run = run_smoke(None, variables=variables)
+    assert run.returncode == 0, run.output
+    assert "app admin: not given" in run.output
+    assert f"course {course_id} is the smoke course" in run.output
+    assert "no app admin account: the student read its enrollment back" in run.output
+    # Exit 0 and no skip: test_the_enrollment_is_read_back ran, and passed.
+    assert "every flow and key check ran (a deployed target" in gate_section(run.output)
 
 
 def test_a_local_stack_without_a_student_account_does_not_gate(dev, tmp_path):
