@@ -3,7 +3,8 @@
 `Controller.up()` creates the rehearsal's network and DNS server, then a reconcile loop
 (one thread) keeps every workload at its replicas: it creates the missing pods (in order
 for an OrderedReady StatefulSet), runs each pod's start-up in a thread of its own (infra
-container for the IP, volumes, init containers one by one, then the containers), probes
+container for the IP, volumes, init containers one by one, a failed one restarted in the
+pod with the kubelet's back-off, then the containers), probes
 readiness and liveness, restarts what exits or fails liveness (with the kubelet's back-off),
 retries failed Job pods up to `backoffLimit`, and keeps the DNS records to the ready pods.
 `delete_pod` runs the preStop hooks within the grace period, then removes the pod; its
@@ -355,6 +356,8 @@ class Controller:
         try:
             self._start_pod_steps(pod)
         except Exception as exc:
+            if pod.phase == "Terminating":
+                return  # deleted while starting: whatever failed since is the deletion's
             pod.problem = str(exc)
             self._event(f"Pod/{pod.name}", f"start failed: {exc}")
             key = (pod.workload.label, str(exc))
@@ -403,11 +406,7 @@ class Controller:
         mounts = self._volumes(pod)
         pod_dir = self.state_dir / "pods" / pod.name
         for container in template.init_containers:
-            code, logs = self._run_init(pod, container, facts, mounts, pod_dir)
-            if code != 0:
-                raise RehearsalError(
-                    f"init container {container.name} exited {code}: {logs[-400:]}"
-                )
+            self._init_until_done(pod, container, facts, mounts, pod_dir)
         for container in template.containers:
             state = ContainerState(spec=container)
             state.id = self._create_container(pod, container, facts, mounts, pod_dir)
@@ -417,6 +416,37 @@ class Controller:
             state.started_at = time.monotonic()
         pod.phase = "Running"
         self._event(f"Pod/{pod.name}", f"running on {pod.ip}")
+
+    def _init_until_done(
+        self,
+        pod: PodState,
+        container: Container,
+        facts: PodFacts,
+        mounts: dict[str, list[str]],
+        pod_dir: Path,
+    ) -> None:
+        """Run an init container until it succeeds, as the kubelet does: a failure restarts
+        it in the same pod after the back-off (10 s, doubling, capped), for ever, since
+        what it waits for (a database, a peer) may come later. Only under restartPolicy
+        Never does a failure fail the pod."""
+        restarts = 0
+        while True:
+            code, logs = self._run_init(pod, container, facts, mounts, pod_dir)
+            if code == 0:
+                pod.problem = ""
+                return
+            failure = f"init container {container.name} exited {code}: {logs[-400:]}"
+            if pod.workload.template.restart_policy == "Never":
+                raise RehearsalError(failure)
+            restarts += 1
+            delay = min(BACKOFF_START * 2 ** (restarts - 1), BACKOFF_CAP)
+            pod.problem = f"{failure} (restart {restarts} in {delay:.0f} s)"
+            self._event(f"Pod/{pod.name}", pod.problem)
+            deadline = time.monotonic() + delay
+            while time.monotonic() < deadline:
+                if pod.phase == "Terminating" or self._stop.is_set():
+                    raise RehearsalError(f"{failure} (stopped during the back-off)")
+                time.sleep(0.5)
 
     def _run_init(
         self,
