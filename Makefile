@@ -94,3 +94,9 @@ test: lint typecheck pytest pytest-valkey ## Everything CI checks: lint, types, 
 .PHONY: rehearse
 rehearse: setup ## Rehearse `pulumi up -s ENV` on podman (KEEP=1 leaves it; make down)
 	@$(PY) -m courseredis.rehearsal up --env $(ENV) $(if $(KEEP),--keep) $(if $(IMAGE_FROM),--image-from $(IMAGE_FROM))
+
+# The exported smokeCommand again, from a container on the kept rehearsal's network (the
+# Dockerfile's smoke stage, `python -m smoke`); exits with the smoke suite's status.
+.PHONY: rehearse-smoke
+rehearse-smoke: setup ## The smokeCommand again against the kept rehearsal (make rehearse KEEP=1)
+	@$(PY) -m courseredis.rehearsal smoke

@@ -1,10 +1,13 @@
-"""`python -m courseredis.rehearsal up|down|status`: the deploy rehearsal from the shell.
+"""`python -m courseredis.rehearsal up|down|status|smoke`: the deploy rehearsal from the shell.
 
 `up --env dev|prod` builds the images, obtains the objects `pulumi up -s <env>` applies,
 starts the controller process (`courseredis.rehearsal.daemon`), waits until everything is
-up, runs the disruptions, writes `reports/rehearsal/<env>/summary.json`, prints a table,
-and removes everything unless `--keep`. It exits non-zero when any step failed. `down`
-ends a kept (or crashed) rehearsal and removes, by id, whatever carries its label.
+up, runs the disruptions, then the exported smokeCommand from a container on the
+rehearsal's network (`courseredis.rehearsal.smoke`), writes
+`reports/rehearsal/<env>/summary.json`, prints a table, and removes everything unless
+`--keep`. It exits non-zero when any step failed. `smoke` runs the smokeCommand again
+against a kept rehearsal and exits with its code. `down` ends a kept (or crashed)
+rehearsal and removes, by id, whatever carries its label.
 
 State lives in `ROOT/.local/rehearsal/` (ROOT: the current directory): `containers.conf`,
 `current.json` (the running rehearsal), and one directory per run.
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from courseredis.environments import ENVIRONMENTS, REPO_ROOT
+from courseredis.rehearsal import kubectl
 from courseredis.rehearsal.daemon import write_json
 from courseredis.rehearsal.images import (
     ImageBuilder,
@@ -35,15 +39,18 @@ from courseredis.rehearsal.images import (
     dockerfile_images,
     recipe_for,
 )
-from courseredis.rehearsal.podman import LABEL, Podman
-from courseredis.rehearsal.report import Step, print_table, write_summary
+from courseredis.rehearsal.podman import LABEL, Podman, PodmanError
+from courseredis.rehearsal.report import Step, figures_text, print_table, write_summary
 from courseredis.rehearsal.run import sweep
+from courseredis.rehearsal.smoke import (
+    SmokeCommandError,
+    build_smoke_image,
+    network_of,
+    parse_smoke_command,
+    run_smoke,
+)
 from courseredis.rehearsal.translate import translate
 from courseredis.waiting import TimedOut, wait_until
-
-# prod declares no database of its own (`pulumi config set --secret databaseUrl`): the
-# rehearsal gives it the same stand-in dev uses, a throwaway SQLite file per pod, and says so.
-STAND_IN_DATABASE_URL = "sqlite+aiosqlite:////tmp/courseredis.db"
 
 
 class RehearsalRefused(RuntimeError):
@@ -85,19 +92,23 @@ def running(root: Path) -> dict[str, Any] | None:
 
 
 def declared(env: str) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
-    """(objects, stack exports, notes): the program under mocks with real random passwords."""
+    """(objects, stack exports, notes): the program under mocks with real random passwords.
+
+    A stack that declares no database (prod: the operator sets `databaseUrl`) is given the
+    rehearsal's stand-in PostgreSQL (`courseredis.rehearsal.standins`): its objects come
+    first, so it starts first, and its note says so; they are labelled as the rehearsal's
+    (`standins.is_stand_in`), not the program's. dev runs what it declares (`ephemeralDatabase`).
+    """
     from courseredis.rehearsal.objects import declared_objects, deploy, random_password
+    from courseredis.rehearsal.standins import database_for, stack_settings
 
     asyncio.set_event_loop(asyncio.new_event_loop())
-    notes = []
-    secrets: dict[str, str] = {}
-    if env == "prod":
-        secrets["databaseUrl"] = STAND_IN_DATABASE_URL
-        notes.append("databaseUrl: a throwaway SQLite file per pod stands in for PostgreSQL")
-    deployment = deploy(env, secrets=secrets, passwords=random_password)
+    stand_in = database_for(stack_settings(env))
+    deployment = deploy(env, secrets=stand_in.config if stand_in else {}, passwords=random_password)
     result = declared_objects(deployment)  # chart paths are relative to where it ran
+    notes = [stand_in.note] if stand_in else []
     notes += [f"{s.kind}/{s.name}: skipped by Chart v4 ({s.reason})" for s in result.skipped]
-    return result.objects, deployment.exports, notes
+    return [*(stand_in.objects if stand_in else []), *result.objects], deployment.exports, notes
 
 
 def wait_status(state_dir: Path, alive: Callable[[], bool], timeout: float) -> dict[str, Any]:
@@ -125,22 +136,12 @@ def wait_status(state_dir: Path, alive: Callable[[], bool], timeout: float) -> d
 
 
 def request(state_dir: Path, document: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
-    requests = state_dir / "requests"
-    number = len(list(requests.glob("*.json")))
-    path = requests / f"{number:03d}.json"
-    write_json(path, document)
-    done = path.with_name(path.stem + ".done.json")
-
-    def answer() -> dict[str, Any] | None:
-        if not done.exists():
-            return None
-        result: dict[str, Any] = json.loads(done.read_text())
-        return result
-
-    try:
-        return wait_until(answer, timeout_s=timeout, what="the controller", interval_s=0.5)
-    except TimedOut:
+    """Ask the controller; its answer, or `ok: false` after `timeout`."""
+    path = kubectl.submit(state_dir / "requests", document)
+    answer = kubectl.wait_answer(path, timeout, interval=0.2)
+    if answer is None:
         return {"ok": False, "error": f"no answer in {timeout:.0f} s"}
+    return answer
 
 
 def stop_daemon(state_dir: Path, pid: int, timeout: float = 180) -> None:
@@ -185,6 +186,11 @@ def up(env: str, root: Path, keep: bool, timeout: float, image_from: str | None)
     built = ImageBuilder(podman).ensure(
         [*dockerfile_images((REPO_ROOT / "Dockerfile").read_text()), *bases]
     )
+    smoke_command = str(exports.get("smokeCommand", ""))
+    try:
+        parse_smoke_command(smoke_command)  # refused before anything is built or started
+    except SmokeCommandError as exc:
+        raise RehearsalRefused(str(exc)) from None
     image_ids: list[str] = []
     if project_image is not None:
         image_ids.append(
@@ -192,6 +198,13 @@ def up(env: str, root: Path, keep: bool, timeout: float, image_from: str | None)
                 podman, REPO_ROOT, project_image, run_id=run_id, revision=image_from
             )
         )
+    try:
+        smoke_image = build_smoke_image(podman, REPO_ROOT, run_id, revision=image_from)
+    except BaseException:
+        for image in image_ids:  # not yet in current.json, so `down` would not find it
+            podman.run(["image", "rm", "--force", image], check=False)
+        raise
+    image_ids.append(smoke_image)
     steps.append(
         Step(
             "images",
@@ -202,6 +215,7 @@ def up(env: str, root: Path, keep: bool, timeout: float, image_from: str | None)
                     b.reference: {"rebuilt": b.built, "provides": b.provides} for b in built
                 },
                 "project_image": project_image,
+                "smoke_image": smoke_image,
             },
         )
     )
@@ -226,6 +240,8 @@ def up(env: str, root: Path, keep: bool, timeout: float, image_from: str | None)
             "run_id": run_id,
             "state_dir": str(state_dir),
             "images": image_ids,
+            "smoke_image": smoke_image,
+            "smoke_command": smoke_command,
         },
     )
 
@@ -250,9 +266,13 @@ def up(env: str, root: Path, keep: bool, timeout: float, image_from: str | None)
         )
         if up_ok:
             steps += disruptions(state_dir, plan)
+            step, output = smoke_step(root, env, state_dir, smoke_image, smoke_command)
+            steps.append(step)
+            if not step.passed:  # the whole output is in reports/rehearsal/<env>/smoke.log
+                print("\n".join(output.splitlines()[-40:]), file=sys.stderr)
         failed = not all(step.passed for step in steps)
     finally:
-        unhonoured = [str(u) for u in plan.unhonoured]
+        unhonoured = [*(str(u) for u in plan.unhonoured), kubectl.NODE_NOT_HONOURED]
         summary = write_summary(reports_dir(root, env), env, steps, unhonoured, notes, exports)
         print_table(steps, summary)
         if not keep or failed:
@@ -296,6 +316,51 @@ def disruptions(state_dir: Path, plan: Any) -> list[Step]:
         passed = bool(result.get("ok")) and bool(figures.get("all_new_ips", True))
         steps.append(Step(name, passed, figures))
     return steps
+
+
+def smoke_step(
+    root: Path, env: str, state_dir: Path, image: str, smoke_command: str
+) -> tuple[Step, str]:
+    """The smokeCommand from a container on the rehearsal's network; the step and the
+    suite's output."""
+    started = time.monotonic()
+    try:
+        address = request(state_dir, {"action": "address"})
+        if not address.get("ok"):
+            raise PodmanError(f"no address from the controller: {address.get('error')}")
+        status = json.loads((state_dir / "status.json").read_text())
+        meta = json.loads((state_dir / "meta.json").read_text())
+        return run_smoke(
+            Podman(state_root(root)),
+            image=image,
+            run_id=meta["run_id"],
+            network=network_of(status, address["ip"]),
+            smoke_command=smoke_command,
+            state_dir=state_dir,
+            reports=reports_dir(root, env),
+        )
+    except (PodmanError, SmokeCommandError, OSError, ValueError, KeyError) as exc:
+        seconds = round(time.monotonic() - started, 1)
+        return Step("smoke", False, {"error": str(exc), "seconds": seconds}), str(exc)
+
+
+def smoke(root: Path) -> int:
+    """Run the smokeCommand again against the kept rehearsal; the suite's exit code."""
+    current = running(root)
+    if current is None:
+        raise RehearsalRefused("no rehearsal is running: `make rehearse KEEP=1` first")
+    step, output = smoke_step(
+        root,
+        str(current["env"]),
+        Path(current["state_dir"]),
+        str(current["smoke_image"]),
+        str(current["smoke_command"]),
+    )
+    print(output, end="" if output.endswith("\n") else "\n")
+    mark = "ok  " if step.passed else "FAIL"
+    print(f"rehearsal of {current['env']}: {mark} smoke {figures_text(step.figures)}")
+    code = step.figures.get("exit_code")
+    return code if isinstance(code, int) else 1
 
 
 def down(root: Path) -> int:
@@ -354,6 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     commands.add_parser("down", help="remove the running rehearsal")
     commands.add_parser("status", help="show the running rehearsal")
+    commands.add_parser("smoke", help="run the smokeCommand again against the kept rehearsal")
     options = parser.parse_args(argv)
     root = Path.cwd()
     try:
@@ -361,6 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return up(options.env, root, options.keep, options.timeout, options.image_from)
         if options.command == "down":
             return down(root)
+        if options.command == "smoke":
+            return smoke(root)
         return status(root)
     except RehearsalRefused as exc:
         print(f"rehearsal: {exc}", file=sys.stderr)
