@@ -29,8 +29,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from courseredis.environments import ENVIRONMENTS, REPO_ROOT
-from courseredis.rehearsal import kubectl
+from courseredis.environments import ENVIRONMENTS, REPO_ROOT, load_environment
+from courseredis.rehearsal import exercise, kubectl
 from courseredis.rehearsal.daemon import write_json
 from courseredis.rehearsal.images import (
     ImageBuilder,
@@ -41,7 +41,7 @@ from courseredis.rehearsal.images import (
 )
 from courseredis.rehearsal.podman import LABEL, Podman, PodmanError
 from courseredis.rehearsal.report import Step, figures_text, print_table, write_summary
-from courseredis.rehearsal.run import sweep
+from courseredis.rehearsal.run import free_subnet, host_address, sweep
 from courseredis.rehearsal.smoke import (
     SmokeCommandError,
     build_smoke_image,
@@ -49,7 +49,8 @@ from courseredis.rehearsal.smoke import (
     parse_smoke_command,
     run_smoke,
 )
-from courseredis.rehearsal.translate import translate
+from courseredis.rehearsal.standins import is_stand_in
+from courseredis.rehearsal.translate import Plan, translate
 from courseredis.waiting import TimedOut, wait_until
 
 
@@ -91,22 +92,39 @@ def running(root: Path) -> dict[str, Any] | None:
     return current if _alive(int(current.get("pid", 0))) else None
 
 
-def declared(env: str) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
+def declared(
+    env: str, trusted_proxy: str | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
     """(objects, stack exports, notes): the program under mocks with real random passwords.
 
     A stack that declares no database (prod: the operator sets `databaseUrl`) is given the
     rehearsal's stand-in PostgreSQL (`courseredis.rehearsal.standins`): its objects come
     first, so it starts first, and its note says so; they are labelled as the rehearsal's
     (`standins.is_stand_in`), not the program's. dev runs what it declares (`ephemeralDatabase`).
+
+    `trusted_proxy` (the host's address on the rehearsal's network) replaces the stack's
+    `services.trustedProxies`: the host plays the ingress controller, as an operator
+    configures it, so the load suites' simulated clients reach the limiter as themselves
+    (X-Forwarded-For) rather than as one address that every per-IP limit would stop.
     """
     from courseredis.rehearsal.objects import declared_objects, deploy, random_password
     from courseredis.rehearsal.standins import database_for, stack_settings
 
     asyncio.set_event_loop(asyncio.new_event_loop())
     stand_in = database_for(stack_settings(env))
-    deployment = deploy(env, secrets=stand_in.config if stand_in else {}, passwords=random_password)
-    result = declared_objects(deployment)  # chart paths are relative to where it ran
+    plain: dict[str, str] = {}
     notes = [stand_in.note] if stand_in else []
+    if trusted_proxy is not None:
+        services = {**load_environment(env).config["services"], "trustedProxies": [trusted_proxy]}
+        plain["services"] = json.dumps(services)
+        notes.append(
+            f"services.trustedProxies: [{trusted_proxy}], the host's address on the rehearsal's "
+            "network: the host plays the ingress controller for the load suites and the traffic"
+        )
+    deployment = deploy(
+        env, secrets=stand_in.config if stand_in else {}, plain=plain, passwords=random_password
+    )
+    result = declared_objects(deployment)  # chart paths are relative to where it ran
     notes += [f"{s.kind}/{s.name}: skipped by Chart v4 ({s.reason})" for s in result.skipped]
     return [*(stand_in.objects if stand_in else []), *result.objects], deployment.exports, notes
 
@@ -165,13 +183,20 @@ def up(env: str, root: Path, keep: bool, timeout: float, image_from: str | None)
     steps: list[Step] = []
     podman = Podman(state_root(root))
     started = time.monotonic()
-    objects, exports, notes = declared(env)
-    plan = translate(objects)
+    subnet = free_subnet(podman)  # chosen now: the program is told the host's address on it
+    objects, exports, notes = declared(env, trusted_proxy=f"{host_address(subnet)}/32")
+    # The names the pods resolve are the stack's own (clusterDomain), as are the stand-ins'.
+    domain = str(load_environment(env).config.get("clusterDomain", "cluster.local"))
+    plan = translate(objects, domain)
     steps.append(
         Step(
             "objects",
             True,
-            {"objects": len(objects), "seconds": round(time.monotonic() - started, 1)},
+            {
+                "objects": sum(not is_stand_in(o) for o in objects),
+                "stand_in_objects": sum(is_stand_in(o) for o in objects),
+                "seconds": round(time.monotonic() - started, 1),
+            },
         )
     )
 
@@ -222,8 +247,11 @@ def up(env: str, root: Path, keep: bool, timeout: float, image_from: str | None)
 
     state_dir = state_root(root) / f"{env}-{run_id}"
     state_dir.mkdir(parents=True, exist_ok=True)
-    write_json(state_dir / "objects.json", {"objects": objects})
-    write_json(state_dir / "meta.json", {"run_id": run_id, "env": env, "timeout": timeout})
+    write_json(state_dir / "objects.json", {"objects": objects, "cluster_domain": domain})
+    write_json(
+        state_dir / "meta.json",
+        {"run_id": run_id, "env": env, "timeout": timeout, "subnet": str(subnet)},
+    )
     log = (state_dir / "controller.log").open("w")
     daemon = subprocess.Popen(
         [sys.executable, "-m", "courseredis.rehearsal.daemon", "--state-dir", str(state_dir)],
@@ -265,11 +293,7 @@ def up(env: str, root: Path, keep: bool, timeout: float, image_from: str | None)
             )
         )
         if up_ok:
-            steps += disruptions(state_dir, plan)
-            step, output = smoke_step(root, env, state_dir, smoke_image, smoke_command)
-            steps.append(step)
-            if not step.passed:  # the whole output is in reports/rehearsal/<env>/smoke.log
-                print("\n".join(output.splitlines()[-40:]), file=sys.stderr)
+            steps += exercise_steps(root, env, podman, plan, state_dir, smoke_image, smoke_command)
         failed = not all(step.passed for step in steps)
     finally:
         unhonoured = [*(str(u) for u in plan.unhonoured), kubectl.NODE_NOT_HONOURED]
@@ -295,27 +319,42 @@ def _has_recipe(image: str) -> bool:
     return True
 
 
-def disruptions(state_dir: Path, plan: Any) -> list[Step]:
-    steps: list[Step] = []
-    status = json.loads((state_dir / "status.json").read_text())
-    pods = status.get("pods", {})
-    redis = sorted(n for n, p in pods.items() if p["workload"] == "StatefulSet/redis")
-    gateway = sorted(n for n, p in pods.items() if p["workload"] == "Deployment/gateway")
-    cases = []
-    if redis:
-        cases.append(("delete one Redis pod", {"action": "delete", "pods": redis[:1]}))
-        cases.append(("delete every Redis pod", {"action": "delete", "pods": redis}))
-        cases.append(
-            ("rolling restart of Redis", {"action": "rollout", "workload": "StatefulSet/redis"})
+def exercise_steps(
+    root: Path,
+    env: str,
+    podman: Podman,
+    plan: Plan,
+    state_dir: Path,
+    smoke_image: str,
+    smoke_command: str,
+) -> list[Step]:
+    """Once the objects are up: demo data, the post-deploy smoke, the load suites, the
+    disruptions with traffic flowing, and the smoke again on what came back."""
+    run_id = json.loads((state_dir / "meta.json").read_text())["run_id"]
+    seeded, accounts = exercise.seed_step(podman, run_id, plan, state_dir)
+    steps = [seeded]
+    steps.append(_smoke(root, env, state_dir, smoke_image, smoke_command, "smoke"))
+    if accounts is not None:
+        urls = exercise.gateways(state_dir, exercise.gateway_port(plan))()
+        reports = reports_dir(root, env) / "load"
+        steps.append(
+            exercise.load_step(env, urls[0] if urls else None, accounts, state_dir, reports)
         )
-    if gateway:
-        cases.append(("delete a gateway pod", {"action": "delete", "pods": gateway[:1]}))
-    for name, document in cases:
-        result = request(state_dir, document)
-        figures: dict[str, Any] = {k: v for k, v in result.items() if k != "ok"}
-        passed = bool(result.get("ok")) and bool(figures.get("all_new_ips", True))
-        steps.append(Step(name, passed, figures))
+    steps += exercise.disruptions(
+        env, state_dir, plan, lambda document: request(state_dir, document), accounts
+    )
+    name = "smoke after the disruptions"
+    steps.append(_smoke(root, env, state_dir, smoke_image, smoke_command, name))
     return steps
+
+
+def _smoke(
+    root: Path, env: str, state_dir: Path, image: str, smoke_command: str, name: str
+) -> Step:
+    step, output = smoke_step(root, env, state_dir, image, smoke_command)
+    if not step.passed:  # the whole output is in reports/rehearsal/<env>/smoke.log
+        print("\n".join(output.splitlines()[-40:]), file=sys.stderr)
+    return Step(name, step.passed, step.figures)
 
 
 def smoke_step(

@@ -15,6 +15,7 @@ for a container of the command line's, never a pod's) and `{"action": "kubectl",
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import signal
@@ -168,7 +169,9 @@ def serve(state_dir: Path) -> int:
         log_lines.append(line)
         print(line, flush=True)
 
-    controller = Controller(plan, podman, state_dir, run_id=meta["run_id"], log=log)
+    # The command line chose the subnet: it told the program the host's address on it.
+    subnet = ipaddress.IPv4Network(meta["subnet"]) if meta.get("subnet") else None
+    controller = Controller(plan, podman, state_dir, run_id=meta["run_id"], log=log, subnet=subnet)
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:

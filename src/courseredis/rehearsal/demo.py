@@ -23,12 +23,13 @@ from courseredis.config_model import describe
 from courseredis.rehearsal.podman import LABEL, Podman
 from courseredis.rehearsal.run import RehearsalError
 from courseredis.rehearsal.translate import Container, Plan
+from courseredis.services.db.seed import DEFAULT_COURSES
 from courseredis.stack_file import DemoAccounts
 
-# Enough for the load suites at rehearsal scale (their users log in as distinct students;
-# their course ids are 1..courses).
+# Enough for the load suites at rehearsal scale: their users log in as distinct students,
+# and their course ids are 1..DEFAULT_COURSES (one more course, the smoke's, is harmless).
 STUDENTS = 40
-COURSES = 50
+COURSES = DEFAULT_COURSES
 _PASSWORD_VARIABLE = "COURSEREDIS_SEED_PASSWORD"
 
 

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from courseredis.environments import load_environment
 from courseredis.rehearsal import demo, load, traffic
 from courseredis.rehearsal.podman import Podman
@@ -129,8 +131,8 @@ def disruptions(
                 tally = flow.tally.figures()
             else:
                 result, tally = request(document), {"requests": 0, "note": "no demo accounts"}
-        except traffic.TrafficError as exc:
-            steps.append(Step(name, False, {"error": str(exc)}))
+        except (traffic.TrafficError, httpx.HTTPError) as exc:
+            steps.append(Step(name, False, {"error": f"{type(exc).__name__}: {exc}"}))
             continue
         figures: dict[str, Any] = {k: v for k, v in result.items() if k != "ok"}
         figures.update(tally)

@@ -117,6 +117,7 @@ class Controller:
         run_id: str | None = None,
         log: Callable[[str], None] = print,
         dns_image: str = "python:3.11.11-slim-bookworm",
+        subnet: ipaddress.IPv4Network | None = None,
     ) -> None:
         self.plan = plan
         self.dns_image = dns_image  # any image with python3: the server is stdlib only
@@ -133,7 +134,7 @@ class Controller:
         }
         self.network = f"{self.prefix}-net"
         self.network_id = ""
-        self.subnet: ipaddress.IPv4Network | None = None
+        self.subnet = subnet  # None: the first free one, at `up`
         self.dns_ip = ""
         self.dns_id = ""
         self.claims: set[str] = set()
@@ -152,7 +153,7 @@ class Controller:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.records_dir.mkdir(parents=True, exist_ok=True)
         write_records(self.records_dir / "records.json", {})
-        self.subnet = self._free_subnet()
+        self.subnet = self.subnet or free_subnet(self.podman)
         self.network_id = self.podman.run(
             [
                 "network",
@@ -251,25 +252,6 @@ class Controller:
             raise RehearsalError("cleanup left something behind: " + "; ".join(problems))
 
     # --- addresses -------------------------------------------------------------------------
-
-    def _free_subnet(self) -> ipaddress.IPv4Network:
-        taken: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        for network in self.podman.json(["network", "ls", "--format", "json"]) or []:
-            for subnet in network.get("subnets") or []:
-                with contextlib.suppress(ValueError):
-                    taken.append(ipaddress.ip_network(subnet["subnet"]))
-        with contextlib.suppress(OSError):
-            for line in Path("/proc/net/route").read_text().splitlines()[1:]:
-                fields = line.split()
-                destination = ipaddress.IPv4Address(bytes.fromhex(fields[1])[::-1])
-                mask = ipaddress.IPv4Address(bytes.fromhex(fields[7])[::-1])
-                if int(mask):
-                    taken.append(ipaddress.ip_network(f"{destination}/{mask}", strict=False))
-        for second in range(200, 250):
-            candidate = ipaddress.IPv4Network(f"10.{second}.0.0/16")
-            if not any(candidate.overlaps(t) for t in taken):
-                return candidate
-        raise RehearsalError("no free 10.x.0.0/16 subnet for the rehearsal's network")
 
     def _allocate_ip(self) -> str:
         """Never the same address twice in a run: a pod that comes back has a new IP."""
@@ -856,6 +838,33 @@ class Controller:
                 for p in pods
             },
         }
+
+
+def free_subnet(podman: Podman) -> ipaddress.IPv4Network:
+    """A 10.x.0.0/16 that no podman network and no route of the host uses."""
+    taken: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for network in podman.json(["network", "ls", "--format", "json"]) or []:
+        for subnet in network.get("subnets") or []:
+            with contextlib.suppress(ValueError):
+                taken.append(ipaddress.ip_network(subnet["subnet"]))
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/route").read_text().splitlines()[1:]:
+            fields = line.split()
+            destination = ipaddress.IPv4Address(bytes.fromhex(fields[1])[::-1])
+            mask = ipaddress.IPv4Address(bytes.fromhex(fields[7])[::-1])
+            if int(mask):
+                taken.append(ipaddress.ip_network(f"{destination}/{mask}", strict=False))
+    for second in range(200, 250):
+        candidate = ipaddress.IPv4Network(f"10.{second}.0.0/16")
+        if not any(candidate.overlaps(t) for t in taken):
+            return candidate
+    raise RehearsalError("no free 10.x.0.0/16 subnet for the rehearsal's network")
+
+
+def host_address(subnet: ipaddress.IPv4Network) -> ipaddress.IPv4Address:
+    """The host's own address on the rehearsal's network: the bridge's gateway, which
+    netavark makes the subnet's first address. Traffic from the host arrives from it."""
+    return subnet.network_address + 1
 
 
 def sweep(podman: Podman, run_id: str | None = None) -> list[str]:

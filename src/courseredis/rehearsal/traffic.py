@@ -173,22 +173,54 @@ def hold(gateways: Gateways, live: Account, leaving: Account) -> Held:
     return Held(str(session["refresh_token"]), token)
 
 
-def check_held(gateways: Gateways, held: Held, course_id: int) -> dict[str, Any]:
-    """Whether the session's refresh still rotates and the revocation still holds."""
-    refreshed = httpx.post(
-        _pick(gateways, 0) + "/auth/refresh",
-        json={"refresh_token": held.refresh_token},
-        headers=CLIENT,
-        timeout=10,
+def check_held(
+    gateways: Gateways, held: Held, course_id: int, within_s: float = 90.0
+) -> dict[str, Any]:
+    """Whether the session's refresh still rotates and the revocation still holds.
+
+    Asked until each answer is definite (not a 5xx, not a missing or refusing pod): a
+    disruption's end is the controller's word, and a gateway's readiness lags it by a probe.
+    """
+    refreshed = _definite(
+        lambda url: httpx.post(
+            url + "/auth/refresh",
+            json={"refresh_token": held.refresh_token},
+            headers=CLIENT,
+            timeout=10,
+        ),
+        gateways,
+        within_s,
     )
-    revoked = httpx.get(
-        _pick(gateways, 1) + f"/courses/{course_id}",
-        headers={**CLIENT, "authorization": f"Bearer {held.revoked_access_token}"},
-        timeout=10,
+    revoked = _definite(
+        lambda url: httpx.get(
+            url + f"/courses/{course_id}",
+            headers={**CLIENT, "authorization": f"Bearer {held.revoked_access_token}"},
+            timeout=10,
+        ),
+        gateways,
+        within_s,
     )
     return {
-        "session_kept": refreshed.status_code == 200,
-        "revocation_kept": revoked.status_code == 401,
-        "refresh_status": refreshed.status_code,
-        "revoked_token_status": revoked.status_code,
+        "session_kept": refreshed == 200,
+        "revocation_kept": revoked == 401,
+        "refresh_status": refreshed,
+        "revoked_token_status": revoked,
     }
+
+
+def _definite(
+    call: Callable[[str], httpx.Response], gateways: Gateways, within_s: float
+) -> int | None:
+    """The first status that is an answer (below 500, not 429); None if none came in time."""
+    deadline = time.monotonic() + within_s
+    turn = 0
+    while time.monotonic() < deadline:
+        turn += 1
+        try:
+            status = call(_pick(gateways, turn)).status_code
+        except httpx.HTTPError:
+            status = None
+        if status is not None and status < 500 and status != 429:
+            return status
+        time.sleep(1)
+    return None
