@@ -38,6 +38,7 @@ from redis.exceptions import (
 from redis.retry import Retry
 
 from courseredis.environments import RedisTopology
+from courseredis.local.data_format import check_binary_reads
 from courseredis.local.ports import free_ports
 from courseredis.local.processes import (
     LocalStackError,
@@ -211,7 +212,9 @@ def relaunch_nodes(
     which is rendered again for the node's host; `prepare(node)` then runs before the node
     starts (the restart repairs nodes.conf there). The ports stay those of the nodes: the
     peers recorded them. A node that cannot bind its address is an error, not a retry on
-    other ports. On any failure every node already started is killed by PID.
+    other ports. On any failure every node already started is killed by PID. A node whose
+    data `binary` cannot read (a downgrade across an RDB format) is refused before any node
+    starts (`data_format.DataFormatError`).
     """
     nodes = list(nodes)
     for node in nodes:
@@ -220,6 +223,7 @@ def relaunch_nodes(
         pid = read_pid(node.pidfile)
         if pid is not None and is_our_redis(pid):
             raise LocalStackError(f"{node.directory} still runs (pid {pid}); stop it first")
+        check_binary_reads(node.directory, binary)
         node.pid = None
     with _killed_on_failure(nodes):
         for node in nodes:
