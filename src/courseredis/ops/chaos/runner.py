@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from courseredis.ops.chaos import access, failover, hostile, memory, outage, restart
+from courseredis.ops.chaos import access, failover, hostile, memory, outage, restart, upgrade
 from courseredis.ops.chaos.report import ScenarioResult, summary_document, table, write_summary
 
 
@@ -37,6 +37,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(memory.NAME, memory.run, memory.MemoryOptions, memory.MemoryOptions.short),
     Scenario(hostile.NAME, hostile.run, hostile.HostileOptions, hostile.HostileOptions.short),
     Scenario(access.NAME, access.run, access.AccessOptions, access.AccessOptions.short),
+    Scenario(upgrade.NAME, upgrade.run, upgrade.UpgradeOptions, upgrade.UpgradeOptions.short),
 )
 NAMES = tuple(s.name for s in SCENARIOS)
 
