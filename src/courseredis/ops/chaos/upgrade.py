@@ -134,7 +134,7 @@ async def _scenario(
     hops = _hops(source, options.targets)
     figures["versions_before"] = _versions(platform)
     figures["hops"] = [f"{a.describe()} -> {b.describe()}" for a, b in hops]
-    figures["hops_not_done"] = _hops_not_done(hops)
+    figures["hops_not_done"], figures["hops_not_done_why"] = _hops_not_done(hops)
 
     dataset = await asyncio.to_thread(_write_dataset, platform, options.items)
     dataset.update(await _write_service_keys(platform, options.items))
@@ -175,9 +175,11 @@ async def _scenario(
         figures["upgrade_s"] = rounded(time.monotonic() - began, 2)
         figures["nodes"] = nodes
         figures["node_s_max"] = max(n["took_s"] for n in nodes)
-        figures["downgrade_refused"] = await asyncio.to_thread(
+        refusal = await asyncio.to_thread(
             _attempt_downgrade, platform, source, hops[-1][1], options
         )
+        figures["downgrade_refused"] = refusal is not None
+        figures["downgrade_message"] = refusal
         await asyncio.sleep(options.settle_s)
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=_STOP_BUDGET_S)
@@ -213,8 +215,8 @@ async def _scenario(
         downgrade_due = not reads(source.name, source.version, written)
         result.check(
             "a downgrade across the data format is refused before it runs",
-            not downgrade_due or figures["downgrade_refused"] != "no",
-            str(figures["downgrade_refused"]),
+            figures["downgrade_refused"] == downgrade_due,
+            str(refusal),
         )
         await _check_full_service(platform, gateway, addresses, result, students[options.users])
         result.check(
@@ -238,18 +240,19 @@ def _hops(source: LocalEngine, targets: Sequence[str]) -> list[tuple[LocalEngine
     return hops
 
 
-def _hops_not_done(hops: Sequence[tuple[LocalEngine, LocalEngine]]) -> list[str]:
-    """The hop across a minor version of the target engine, when this machine cannot do it."""
+def _hops_not_done(hops: Sequence[tuple[LocalEngine, LocalEngine]]) -> tuple[list[str], str]:
+    """The hop across a minor version of the target engine when this machine cannot do it,
+    and why."""
     target = hops[-1][1]
     minors = {b.version.rsplit(".", 1)[0] for _, b in hops if b.name == target.name}
     if len(minors) > 1:
-        return []
+        return [], ""
     major, minor = target.version.split(".")[:2]
-    return [
-        f"{target.name} {major}.{minor} -> {major}.{int(minor) + 1}: this machine has one "
-        f"{SPECS[target.name].server} ({target.version} at {target.binary}); give "
-        "UpgradeOptions.targets a second binary of another minor version to run it"
-    ]
+    return [f"{target.name} {major}.{minor} -> {major}.{int(minor) + 1}"], (
+        f"this machine has one {SPECS[target.name].server} ({target.version} at "
+        f"{target.binary}); give UpgradeOptions.targets a second binary of another minor "
+        "version to run it"
+    )
 
 
 def _hop(
@@ -300,7 +303,7 @@ def _upgrade_node(
         "took_s": rounded(took, 2),
         "files": [f"{f.path.relative_to(directory)}: RDB {f.version}" for f in files],
         # What its log says it loaded from disk, then from its master's full sync.
-        "loaded": _loaded_lines(directory, log_start),
+        **_loaded_lines(directory, log_start),
         "now": f"{engine} {format_version(version)}, {replication['role']}, link "
         f"{replication.get('master_link_status', '-')}",
     }
@@ -327,8 +330,8 @@ def _failover_to(platform: LivePlatform, addr: str, options: UpgradeOptions) -> 
 
 def _attempt_downgrade(
     platform: LivePlatform, source: LocalEngine, target: LocalEngine, options: UpgradeOptions
-) -> str:
-    """Stop one replica and start it on the old binary: the refusal's message, or "no" when
+) -> str | None:
+    """Stop one replica and start it on the old binary: the refusal's message, or None when
     it started (then it goes back to `target` all the same)."""
     stack = platform.stack
     view = platform.cluster_view(stack.nodes[0])
@@ -336,7 +339,7 @@ def _attempt_downgrade(
     index = stack.nodes.index(addr)
     accepted = shutdown_nodes([addr], stack.username, stack.password, save=True)
     stop_pids([(stack.pids[index], stack.ports[index])], expect_exit=accepted)
-    outcome = "no"
+    outcome: str | None = None
     try:
         platform.stack = relaunch_node(replace(stack, engine=source), platform.topology, index)
         accepted = shutdown_nodes([addr], stack.username, stack.password, save=True)
@@ -359,12 +362,13 @@ def _log_size(directory: Path) -> int:
     return log.stat().st_size if log.exists() else 0
 
 
-def _loaded_lines(directory: Path, offset: int) -> list[str]:
+def _loaded_lines(directory: Path, offset: int) -> dict[str, list[str]]:
     with (directory / "redis.log").open("rb") as log:
         log.seek(offset)
         text = log.read().decode(errors="replace")
-    found = (_LOADED.search(line) for line in text.splitlines())
-    return [m[1] for m in found if m is not None]
+    found = [m[1] for m in (_LOADED.search(line) for line in text.splitlines()) if m]
+    end = next((i + 1 for i, line in enumerate(found) if "append only file" in line), 0)
+    return {"loaded_from_disk": found[:end], "loaded_from_sync": found[end:]}
 
 
 def _versions(platform: LivePlatform) -> str:
@@ -504,12 +508,12 @@ def _check_versions(platform: LivePlatform, result: ScenarioResult, target: Loca
 
 def _check_loads(result: ScenarioResult, nodes: list[dict[str, Any]], hops: int) -> None:
     """Each node's log says it loaded the files the engine before wrote (its AOF)."""
-    loaded = [
-        n for n in nodes if any("DB loaded from append only file" in line for line in n["loaded"])
-    ]
+    loaded = [n for n in nodes if n["loaded_from_disk"]]
     result.figures["loaded_old_files"] = f"{len(loaded)}/{len(nodes)}"
     first = nodes[: len(nodes) // hops]
-    produced = sorted({line for n in first for line in n["loaded"] if "produced by" in line})
+    produced = sorted(
+        {line for n in first for line in n["loaded_from_disk"] if "produced by" in line}
+    )
     result.figures["loaded_produced_by"] = produced
     result.check(
         "every upgraded node loaded the AOF the engine before wrote",
