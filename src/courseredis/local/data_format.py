@@ -27,7 +27,14 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from courseredis.engines import PINNED, Engine, EngineError, local_engine, parse_version
+from courseredis.engines import (
+    PINNED,
+    Engine,
+    EngineError,
+    LocalEngine,
+    local_engine,
+    parse_version,
+)
 from courseredis.local.processes import LocalStackError
 
 # The names the servers use when redis.conf does not set `appenddirname`/`appendfilename`
@@ -152,17 +159,17 @@ def check_readable(directory: Path, engine: Engine, version: str) -> list[DataFi
     return files
 
 
-def binary_engine(binary: str) -> tuple[Engine, str]:
+def binary_engine(binary: str) -> LocalEngine:
     """The engine and version of a server binary (`--version`)."""
     # Both engines name their binaries `<engine>-server` (engines.SPECS).
     engine: Engine = "valkey" if "valkey" in Path(binary).name else "redis"
     try:
-        return engine, local_engine(engine, PINNED[engine], binary=binary).version
+        return local_engine(engine, PINNED[engine], binary=binary)
     except EngineError as exc:
         raise LocalStackError(str(exc)) from None
 
 
 def check_binary_reads(directory: Path, binary: str) -> list[DataFile]:
     """`check_readable` for the engine and version of `binary`."""
-    engine, version = binary_engine(binary)
-    return check_readable(directory, engine, version)
+    engine = binary_engine(binary)
+    return check_readable(directory, engine.name, engine.version)
