@@ -212,6 +212,24 @@ def _nodes(settings: RedisSettings) -> list[tuple[str, int]]:
     return [split_addr(node) for node in settings.cluster_nodes]
 
 
+def _remap(settings: RedisSettings) -> dict[str, Any]:
+    """The cluster clients' `address_remap` when the settings map announced names to IPs.
+
+    redis-py applies it where it reads the layout (`NodesManager.initialize`, which both
+    overrides here pass on to), so every node it learns is reached at its IP. A MOVED or ASK
+    names the announced host and is not remapped by redis-py: that connection fails, which
+    counts as a connection error, and the retry re-reads the layout, remapped."""
+    if not settings.address_map:
+        return {}
+    names = dict(settings.address_map)
+
+    def remap(address: tuple[str, int]) -> tuple[str, int]:
+        host, port = address
+        return names.get(host, host), port
+
+    return {"address_remap": remap}
+
+
 def create_client(settings: RedisSettings | None = None) -> SyncClient:
     """A sync client for the node or cluster the settings name (from the environment if None)."""
     settings = settings or RedisSettings()
@@ -225,6 +243,7 @@ def create_client(settings: RedisSettings | None = None) -> SyncClient:
             retry=retry,
             max_connections=settings.max_connections,
             policy_resolver=_KeyedPolicies(),
+            **_remap(settings),
             **_common(settings),
         )
     assert settings.url is not None
@@ -278,6 +297,7 @@ def create_async_client(settings: RedisSettings | None = None) -> AsyncClient:
             retry=retry,
             max_connections=settings.max_connections,
             policy_resolver=_AsyncKeyedPolicies(),
+            **_remap(settings),
             **_common(settings),
         )
         if HIREDIS_AVAILABLE:

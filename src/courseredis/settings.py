@@ -14,7 +14,8 @@ class RedisSettings(BaseSettings):
     """How to reach Redis: a single node by URL, or a cluster by a list of nodes.
 
     Environment variables: REDIS_URL or REDIS_CLUSTER_NODES (comma-separated host:port),
-    REDIS_USERNAME, REDIS_PASSWORD, REDIS_TLS, REDIS_TLS_CA_FILE, and the timeouts below.
+    REDIS_USERNAME, REDIS_PASSWORD, REDIS_TLS, REDIS_TLS_CA_FILE, REDIS_ADDRESS_MAP, and the
+    timeouts below.
     """
 
     model_config = SettingsConfigDict(env_prefix="REDIS_", extra="ignore")
@@ -25,6 +26,10 @@ class RedisSettings(BaseSettings):
     password: SecretStr | None = None
     tls: bool = False
     tls_ca_file: str | None = None
+    # Host name -> IP, for a cluster whose nodes announce names this machine cannot resolve
+    # (the rehearsal's pod DNS names, from the host): applied to the addresses the cluster
+    # gives (CLUSTER SLOTS) with redis-py's `address_remap`. REDIS_ADDRESS_MAP, as JSON.
+    address_map: dict[str, str] = Field(default_factory=dict)
 
     # A request-path client must give up quickly: a gateway request waits for these.
     socket_timeout_s: float = Field(default=1.0, gt=0)
