@@ -1,6 +1,8 @@
 """`.local/stack.json`: what the local stack runs, as one model its writer and readers share.
 
-`python -m courseredis.local up` writes it (`courseredis.local.state`); the smoke suite, the
+`python -m courseredis.local up` writes it (`courseredis.local.state`), or a running deploy
+rehearsal does (`courseredis.rehearsal.stack_description`, its `rehearsal` section set); the
+smoke suite, the
 load suites, the keyspace audit and `make demo` read it. Each section refuses keys it does
 not know, so a hand edit with a typo is an error naming the key. Top-level keys of other
 tools are kept as they are (the file is shared: `up` rewrites only its own sections).
@@ -63,6 +65,10 @@ class RedisRecord(ConfigModel):
     pids: list[int]  # pids[i] serves nodes[i]
     # The engine the nodes run; absent in files written before there were two.
     engine: EngineRecord | None = None
+    # Host names the cluster announces (MOVED, CLUSTER SLOTS) -> the IP this machine reaches
+    # each at, for names it cannot resolve: the rehearsal's pod DNS names. The clients apply
+    # it (`RedisSettings.address_map`); empty for the local stack, whose nodes announce IPs.
+    address_map: dict[str, str] = Field(default_factory=dict)
 
 
 class ServiceProcess(ConfigModel):
@@ -83,6 +89,16 @@ class DemoAccounts(ConfigModel):
     admin: Account | None = None
 
 
+class RehearsalRecord(ConfigModel):
+    """The `rehearsal` section: the file describes a running deploy rehearsal
+    (`courseredis.rehearsal`), whose controller keeps it current and whose `down` removes it.
+    `courseredis.local` leaves such a file alone: it has nothing of its own to stop in it."""
+
+    env: str
+    run_id: str
+    state_dir: Path  # the run's state directory (its requests/ answers kubectl calls)
+
+
 class StackFile(ConfigModel):
     """The whole document; a section is None when `up` has not written it (yet)."""
 
@@ -97,6 +113,7 @@ class StackFile(ConfigModel):
     service_processes: list[ServiceProcess] | None = None
     demo: DemoAccounts | None = None
     database: str | None = None  # the database URL, password redacted
+    rehearsal: RehearsalRecord | None = None  # set: a rehearsal's, not `make up`'s
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document: sections not written stay absent, not null."""

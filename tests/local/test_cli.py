@@ -238,3 +238,46 @@ def test_up_restarts_a_recorded_stack_that_died(tmp_path: Path) -> None:
         assert all(is_our_redis(pid) for pid in alive.pids)
     finally:
         cleanup(root)
+
+
+def _rehearsal_stack_json(root: Path) -> dict[str, Any]:
+    """A stack.json as a running rehearsal writes it (`courseredis.rehearsal.stack_description`)."""
+    state = root / ".local" / "rehearsal" / "prod-a1b2c3"
+    state.mkdir(parents=True)
+    document = {
+        "env": "prod",
+        "redis": {
+            "mode": "cluster",
+            "nodes": ["10.230.0.10:6379"],
+            "username": "admin",
+            "password": "pw",
+            "data_dir": str(state),
+            "pids": [],
+        },
+        "rehearsal": {"env": "prod", "run_id": "a1b2c3", "state_dir": str(state)},
+    }
+    stack_file_path(root).write_text(json.dumps(document))
+    return document
+
+
+def test_down_leaves_a_rehearsals_stack_json_to_the_rehearsal(tmp_path: Path) -> None:
+    document = _rehearsal_stack_json(tmp_path)
+    done = run_cli("down", root=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "rehearsal" in done.stdout and "nothing of ours to stop" in done.stdout
+    assert read_stack_json(tmp_path) == document
+    assert Path(document["redis"]["data_dir"]).is_dir()
+
+
+def test_up_is_refused_while_a_rehearsal_is_described(tmp_path: Path) -> None:
+    document = _rehearsal_stack_json(tmp_path)
+    done = run_cli("up", "--env", "dev", "--redis-only", root=tmp_path)
+    assert done.returncode == 1
+    assert "describes the running prod rehearsal" in done.stderr and "make down" in done.stderr
+    assert read_stack_json(tmp_path) == document
+
+
+def test_status_says_a_rehearsal_is_described_not_a_local_stack(tmp_path: Path) -> None:
+    _rehearsal_stack_json(tmp_path)
+    done = run_cli("status", root=tmp_path)
+    assert done.returncode == 1 and "rehearsal" in done.stdout

@@ -73,6 +73,7 @@ def up(
     wanted = wanted_engine(topology.engine, topology.version, engine)
     with locked(root):
         document = read_state(root)
+        _refuse_rehearsal(document)
         if document.redis is not None:
             current = _recorded(document)
             if current.env == env:
@@ -119,6 +120,14 @@ def down(root: Path) -> int:
     """Stop the recorded stack by PID and remove its data; nothing running is not an error."""
     with locked(root):
         document = read_state(root)
+        if document.rehearsal is not None:
+            # Its pods are not ours to stop, nor its state directory ours to delete.
+            print(
+                f"{stack_file_path(root)} describes the {document.rehearsal.env} rehearsal, not "
+                "a local stack: nothing of ours to stop (`python -m courseredis.rehearsal down` "
+                "ends it)"
+            )
+            return 0
         if document.redis is None:
             print(f"no local stack is running under {root}; nothing to stop")
             return 0
@@ -135,6 +144,12 @@ def down(root: Path) -> int:
 def status(root: Path, stack_dir: Path) -> int:
     """Describe the recorded stack; exit 0 only when it runs and is healthy."""
     document = read_state(root)
+    if document.rehearsal is not None:
+        print(
+            f"no local stack: {stack_file_path(root)} describes the {document.rehearsal.env} "
+            "rehearsal (`python -m courseredis.rehearsal status`)"
+        )
+        return 1
     if document.redis is None:
         print(f"no local stack is running under {root}")
         return 1
@@ -149,6 +164,16 @@ def status(root: Path, stack_dir: Path) -> int:
         print(f"problem: {problem}")
     print("healthy" if not problems else "NOT healthy")
     return 0 if not problems else 1
+
+
+def _refuse_rehearsal(document: StackFile) -> None:
+    """A rehearsal's stack.json is its controller's: replacing it would leave the tools
+    pointed at a local stack while the rehearsal runs, and its `down` would not find it."""
+    if document.rehearsal is not None:
+        raise LocalStackError(
+            f"stack.json describes the running {document.rehearsal.env} rehearsal "
+            f"(run {document.rehearsal.run_id}): `make down` ends it, then `make up`"
+        )
 
 
 def _recorded(document: StackFile) -> LocalStack:
