@@ -501,11 +501,13 @@ def build_project_image(
     cache: Path | None = None,
     run_id: str = "",
     revision: str | None = None,
+    target: str | None = None,
 ) -> str:
     """Build the Dockerfile at the repository root as `tag`; the new image's id.
 
     The build context is the working tree, or with `revision` that commit's tree
     (`git archive`), so a rehearsal can run what was committed while the tree is edited.
+    `target` builds that stage instead of the last one (the services' image).
     """
     previous = podman.image_id(tag)
     if previous is not None and podman.image_label(tag, LABEL) is None:
@@ -525,6 +527,8 @@ def build_project_image(
         args = project_build_args(
             context / "Dockerfile", context, tag, cache or cache_dir(), {LABEL: run_id or "1"}
         )
+        if target is not None:
+            args = [args[0], "--target", target, *args[1:]]
         podman.run(args, timeout=1800)
     image_id = podman.image_id(tag)
     if image_id is None:

@@ -14,8 +14,6 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
-import subprocess
-import tempfile
 import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping, Sequence
@@ -24,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from courseredis.rehearsal import kubectl
-from courseredis.rehearsal.images import ImageRecipeError, cache_dir, project_build_args
+from courseredis.rehearsal.images import build_project_image
 from courseredis.rehearsal.podman import LABEL, Podman
 from courseredis.rehearsal.report import Step
 
@@ -67,29 +65,9 @@ def build_smoke_image(
 ) -> str:
     """Build the Dockerfile's `smoke` stage as the project image is built (local base
     images, `--pull=never`, the same context); the new image's id."""
-    previous = podman.image_id(SMOKE_IMAGE)
-    if previous is not None and podman.image_label(SMOKE_IMAGE, LABEL) is None:
-        raise ImageRecipeError(f"{SMOKE_IMAGE} exists and is not the rehearsal's: remove it")
-    with tempfile.TemporaryDirectory(prefix="context-") as exported:
-        context = repo_root
-        if revision is not None:
-            context = Path(exported)
-            archive = subprocess.run(
-                ["git", "-C", str(repo_root), "archive", "--format=tar", revision],
-                capture_output=True,
-                check=True,
-            )
-            subprocess.run(["tar", "-x", "-C", str(context)], input=archive.stdout, check=True)
-        args = project_build_args(
-            context / "Dockerfile", context, SMOKE_IMAGE, cache_dir(), {LABEL: run_id or "1"}
-        )
-        podman.run([args[0], "--target", SMOKE_TARGET, *args[1:]], timeout=1800)
-    image_id = podman.image_id(SMOKE_IMAGE)
-    if image_id is None:
-        raise ImageRecipeError(f"podman build reported success but {SMOKE_IMAGE} is not there")
-    if previous is not None and previous != image_id:
-        podman.run(["image", "rm", previous], check=False)  # an earlier run's, now untagged
-    return image_id
+    return build_project_image(
+        podman, repo_root, SMOKE_IMAGE, run_id=run_id, revision=revision, target=SMOKE_TARGET
+    )
 
 
 @dataclass(frozen=True)
