@@ -286,13 +286,7 @@ def _upgrade_node(
     files = check_readable(directory, target.name, target.version)
     log_start = _log_size(directory)
     platform.stack = relaunch_node(replace(stack, engine=target), platform.topology, index)
-    wait_until_healthy(
-        platform.stack.nodes,
-        stack.username,
-        stack.password,
-        platform.topology.replicas_per_master,
-        timeout_s=options.node_timeout_s,
-    )
+    _wait_healthy(platform, options)
     took = time.monotonic() - began
     with platform.node(addr) as client:
         replication = client.info("replication")
@@ -319,13 +313,7 @@ def _failover_to(platform: LivePlatform, addr: str, options: UpgradeOptions) -> 
             return bool(client.info("replication")["role"] == "master")
 
         wait_until(promoted, timeout_s=options.node_timeout_s, what=f"{addr} to be master")
-    wait_until_healthy(
-        platform.stack.nodes,
-        platform.stack.username,
-        platform.stack.password,
-        platform.topology.replicas_per_master,
-        timeout_s=options.node_timeout_s,
-    )
+    _wait_healthy(platform, options)
 
 
 def _attempt_downgrade(
@@ -347,14 +335,19 @@ def _attempt_downgrade(
     except DataFormatError as refused:
         outcome = str(refused)
     platform.stack = relaunch_node(replace(stack, engine=target), platform.topology, index)
+    _wait_healthy(platform, options)
+    return outcome
+
+
+def _wait_healthy(platform: LivePlatform, options: UpgradeOptions) -> None:
+    """Every node up, the cluster ok, each master with its replicas in sync."""
     wait_until_healthy(
         platform.stack.nodes,
-        stack.username,
-        stack.password,
+        platform.stack.username,
+        platform.stack.password,
         platform.topology.replicas_per_master,
         timeout_s=options.node_timeout_s,
     )
-    return outcome
 
 
 def _log_size(directory: Path) -> int:
