@@ -59,3 +59,25 @@ def test_a_pod_without_its_ip_yet_resolves_nowhere(plan: Plan, tmp_path: Path):
     controller.pods = {fresh.name: fresh}
     records = controller.dns_records()
     assert "redis-2.redis-headless.course-redis-prod.svc.cluster.local" not in records
+
+
+def test_a_statefulset_pod_is_made_again_only_once_its_predecessor_is_gone(
+    plan: Plan, tmp_path: Path
+):
+    """Same name for a StatefulSet: podman refuses a second pod of that name, as Kubernetes
+    waits for the old one to be deleted."""
+    controller = Controller(plan, Podman(tmp_path), tmp_path)
+    created: list[tuple[str, int]] = []
+    controller._create_pod = lambda workload, index: created.append((workload.label, index))  # type: ignore[method-assign]
+    redis = plan.workload("StatefulSet", "redis")
+    pods = [
+        pod(plan, "StatefulSet", "redis", i, f"10.9.0.{i + 2}", "Running", True)
+        for i in range(redis.replicas)
+    ]
+    pods[0].phase = "Terminating"
+    controller.pods = {p.name: p for p in pods}
+    controller._reconcile()
+    assert ("StatefulSet/redis", 0) not in created
+    del controller.pods[pods[0].name]  # gone
+    controller._reconcile()
+    assert ("StatefulSet/redis", 0) in created

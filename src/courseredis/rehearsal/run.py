@@ -283,7 +283,9 @@ class Controller:
                 continue
             live = [p for p in mine if p.phase != "Terminating"]
             if workload.kind == "StatefulSet":
-                present = {p.index for p in live}
+                # A terminating pod still holds its name: as the StatefulSet controller
+                # does, its successor is made once it is gone (podman refuses the name).
+                present = {p.index for p in mine}
                 for index in range(workload.replicas):
                     if index in present:
                         continue
