@@ -105,6 +105,7 @@ def redis_settings(stack: StackFile | None) -> RedisSettings:
         cluster=redis.mode == "cluster",
         username=redis.loadtest.username,
         password=redis.loadtest.password,
+        address_map=redis.address_map,  # a rehearsal's pod DNS names -> their IPs
     )
 
 

@@ -47,4 +47,5 @@ def redis_settings(target: Target, username: str, password: str) -> RedisSetting
         retries=2,
         tls=target.tls_ca_file is not None,
         tls_ca_file=target.tls_ca_file,
+        address_map=target.address_map,
     )

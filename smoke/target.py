@@ -198,6 +198,8 @@ class Target:
     client_ip: str | None
     tls_ca_file: str | None  # set: Redis speaks TLS only
     hosts: list[str]  # testinfra host specs
+    # Announced host name -> IP, from stack.json (a rehearsal's pod DNS names)
+    address_map: dict[str, str]
     kubectl: str
     source: str  # where the target came from, for the report header
     local: bool  # the local stack (everything on this machine, from stack.json)
@@ -357,6 +359,8 @@ def resolve(
         client_ip=client_ip,
         tls_ca_file=get("redis_tls_ca_file"),
         hosts=hosts,
+        # Only with the stack.json's own nodes: given nodes are reachable as named.
+        address_map=dict(recorded.address_map) if recorded and not nodes_text else {},
         kubectl=kubectl,
         source=source,
         local=local,

@@ -2,7 +2,8 @@
 
 Each run builds the project and smoke images from the working tree (the base images are
 cached on the machine), brings the stack's objects up, seeds demo data through the pods,
-runs the exported smokeCommand from a container, the load suites at small scale, deletes
+runs the exported smokeCommand from a container, then the smoke and the audit from the host
+against the stack.json the rehearsal keeps, the load suites at small scale, deletes
 Redis and gateway pods and restarts the Redis StatefulSet with traffic flowing, runs the
 smoke again, writes the summary, and removes everything it created.
 """
@@ -60,6 +61,8 @@ def test_the_rehearsal_runs_the_stack_through_its_disruptions_and_cleans_up(
         "up",
         "demo data",
         "smoke",
+        "smoke from the host",  # `make smoke` and `make audit` on its stack.json
+        "audit from the host",
         "load suites",
         "delete one Redis pod",
         "delete every Redis pod",
@@ -85,3 +88,4 @@ def test_the_rehearsal_runs_the_stack_through_its_disruptions_and_cleans_up(
     assert any(line.startswith("NetworkPolicy/redis:") for line in not_honoured)  # type: ignore[attr-defined]
     assert leftovers(podman) == {"containers": [], "pods": [], "volumes": [], "networks": []}
     assert not (tmp_path / ".local" / "rehearsal" / "current.json").exists()
+    assert not (tmp_path / ".local" / "stack.json").exists()  # its description went with it

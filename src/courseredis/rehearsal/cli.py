@@ -10,7 +10,11 @@ against a kept rehearsal and exits with its code. `down` ends a kept (or crashed
 rehearsal and removes, by id, whatever carries its label.
 
 State lives in `ROOT/.local/rehearsal/` (ROOT: the current directory): `containers.conf`,
-`current.json` (the running rehearsal), and one directory per run.
+`current.json` (the running rehearsal), and one directory per run. While it runs, the
+controller keeps `ROOT/.local/stack.json` describing it (`stack_description`), so `make
+smoke`, `make load` and `make audit` run against it; `up` also runs the smoke and the audit
+from the host against the run's own copy (steps `smoke from the host`, `audit from the
+host`).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from courseredis.environments import ENVIRONMENTS, REPO_ROOT, load_environment
-from courseredis.rehearsal import exercise, kubectl
+from courseredis.rehearsal import exercise, kubectl, stack_description
 from courseredis.rehearsal.daemon import write_json
 from courseredis.rehearsal.images import (
     ImageBuilder,
@@ -45,12 +49,14 @@ from courseredis.rehearsal.run import free_subnet, host_address, sweep
 from courseredis.rehearsal.smoke import (
     SmokeCommandError,
     build_smoke_image,
+    junit_figures,
     network_of,
     parse_smoke_command,
     run_smoke,
 )
 from courseredis.rehearsal.standins import is_stand_in
 from courseredis.rehearsal.translate import Plan, translate
+from courseredis.stack_file import DemoAccounts, TargetError, read_stack_file
 from courseredis.waiting import TimedOut, wait_until
 
 
@@ -250,7 +256,13 @@ def up(env: str, root: Path, keep: bool, timeout: float, image_from: str | None)
     write_json(state_dir / "objects.json", {"objects": objects, "cluster_domain": domain})
     write_json(
         state_dir / "meta.json",
-        {"run_id": run_id, "env": env, "timeout": timeout, "subnet": str(subnet)},
+        {
+            "run_id": run_id,
+            "env": env,
+            "timeout": timeout,
+            "subnet": str(subnet),
+            "root": str(root.resolve()),  # whose .local/stack.json describes the run
+        },
     )
     log = (state_dir / "controller.log").open("w")
     daemon = subprocess.Popen(
@@ -332,8 +344,11 @@ def exercise_steps(
     disruptions with traffic flowing, and the smoke again on what came back."""
     run_id = json.loads((state_dir / "meta.json").read_text())["run_id"]
     seeded, accounts = exercise.seed_step(podman, run_id, plan, state_dir)
+    if accounts is not None:  # for the controller's stack.json, which the host tools read
+        write_json(state_dir / stack_description.DEMO_FILE, accounts.model_dump(mode="json"))
     steps = [seeded]
     steps.append(_smoke(root, env, state_dir, smoke_image, smoke_command, "smoke"))
+    steps += host_tool_steps(root, env, state_dir, accounts)
     if accounts is not None:
         urls = exercise.gateways(state_dir, exercise.gateway_port(plan))()
         reports = reports_dir(root, env) / "load"
@@ -346,6 +361,64 @@ def exercise_steps(
     name = "smoke after the disruptions"
     steps.append(_smoke(root, env, state_dir, smoke_image, smoke_command, name))
     return steps
+
+
+def host_tool_steps(
+    root: Path, env: str, state_dir: Path, accounts: DemoAccounts | None
+) -> list[Step]:
+    """`make smoke` and `make audit` as they run from the host, against the run's own
+    stack.json (the copy in its state directory: ROOT's may be a local stack's), once the
+    controller has written the seeded accounts into it."""
+    path = state_dir / stack_description.OWN_COPY
+
+    def described() -> bool | None:
+        try:
+            demo = read_stack_file(path).demo
+        except (OSError, TargetError):
+            return None
+        if demo is None:
+            return None
+        return True if accounts is None or demo.students == accounts.students else None
+
+    try:
+        wait_until(described, timeout_s=30, what="the rehearsal's stack.json", interval_s=0.5)
+    except TimedOut as exc:
+        return [Step("stack.json", False, {"error": str(exc)})]
+    reports = reports_dir(root, env)
+    reports.mkdir(parents=True, exist_ok=True)
+    smoke_xml = reports / "smoke-host.xml"
+    smoke_step = _host_tool(
+        "smoke from the host",
+        [sys.executable, "-m", "smoke", "--stack-json", str(path), f"--junitxml={smoke_xml}"],
+        root,
+        reports / "smoke-host.log",
+    )
+    smoke_step.figures.update(junit_figures(smoke_xml))
+    audit_step = _host_tool(
+        "audit from the host",
+        [sys.executable, "-m", "courseredis.ops.audit", "--stack-json", str(path)],
+        root,
+        reports / "audit-host.json",
+    )
+    return [smoke_step, audit_step]
+
+
+def _host_tool(name: str, command: list[str], root: Path, output: Path) -> Step:
+    """Run a tool of the project's from the host; passed on exit code 0. Its output goes
+    to `output`, and its tail to stderr when it fails."""
+    started = time.monotonic()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("SMOKE_", "REDIS_"))}
+    try:
+        done = subprocess.run(
+            command, cwd=root, env=environ, capture_output=True, text=True, timeout=600
+        )
+    except subprocess.TimeoutExpired:
+        return Step(name, False, {"error": "no exit in 600 s"})
+    output.write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        print("\n".join((done.stdout + done.stderr).splitlines()[-40:]), file=sys.stderr)
+    figures = {"exit_code": done.returncode, "seconds": round(time.monotonic() - started, 1)}
+    return Step(name, done.returncode == 0, figures)
 
 
 def _smoke(
@@ -413,6 +486,8 @@ def down(root: Path) -> int:
     if current:
         state_dir = Path(current["state_dir"])
         stop_daemon(state_dir, int(current.get("pid", 0)))
+        # The controller removes it as it stops; not when it crashed.
+        stack_description.forget(root, str(current.get("run_id", "")))
         log = state_dir / "controller.log"
         if log.exists():
             reports = reports_dir(root, str(current.get("env", "unknown")))

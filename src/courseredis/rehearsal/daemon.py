@@ -9,7 +9,10 @@ answered in `<name>.done.json`, each in a thread of its own:
 `{"action": "delete", "pods": [...]}` and `{"action": "rollout", "workload": "StatefulSet/redis"}`
 (the disruptions, one at a time), `{"action": "address"}` (an IP on the rehearsal's network
 for a container of the command line's, never a pod's) and `{"action": "kubectl", "argv": [...]}`
-(the smoke container's kubectl stand-in). SIGTERM (or SIGINT) removes everything it created.
+(the smoke container's kubectl stand-in). Once ready, it keeps the rehearsal's description
+current (`stack_description`): `DIR/stack.json`, and ROOT's `.local/stack.json` unless a local
+stack holds it. SIGTERM (or SIGINT) removes that file (if still the run's) and everything it
+created.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from courseredis.rehearsal import kubectl
+from courseredis.environments import load_environment
+from courseredis.rehearsal import kubectl, stack_description
 from courseredis.rehearsal.podman import Podman
 from courseredis.rehearsal.run import Controller, RehearsalError
-from courseredis.rehearsal.translate import translate
+from courseredis.rehearsal.translate import Plan, translate
 
 UP_TIMEOUT = 420.0
 # A kubectl call waits for its answer: new requests are looked for this often.
@@ -84,6 +88,45 @@ class ControllerCluster:
             timeout=EXEC_TIMEOUT,
         )
         return kubectl.Answer(done.returncode, done.stdout, done.stderr)
+
+
+class Description:
+    """The rehearsal's stack.json, rewritten when what it says changes (new IPs after a
+    disruption, the seeded accounts): tools read it when they start, so it must be current
+    then. Retried every tick while a local stack holds ROOT's file."""
+
+    def __init__(self, plan: Plan, meta: Mapping[str, Any], state_dir: Path) -> None:
+        self.plan = plan
+        self.env = str(meta["env"])
+        self.mode = load_environment(self.env).redis.mode
+        self.run_id = str(meta["run_id"])
+        self.root = Path(meta["root"]) if meta.get("root") else None
+        self.state_dir = state_dir
+        self.started_at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+        self.written: dict[str, Any] | None = None
+        self.published = False
+
+    def refresh(self, pods: Mapping[str, Mapping[str, Any]]) -> None:
+        document = stack_description.describe(
+            self.plan,
+            pods,
+            env=self.env,
+            mode=self.mode,
+            run_id=self.run_id,
+            state_dir=self.state_dir,
+            started_at=self.started_at,
+            demo=stack_description.read_demo(self.state_dir),
+        )
+        text = document.to_json()
+        if text != self.written:
+            write_json(self.state_dir / stack_description.OWN_COPY, text)
+            self.written, self.published = text, False
+        if not self.published and self.root is not None:
+            self.published = stack_description.publish(self.root, document)
+
+    def forget(self) -> None:
+        if self.root is not None:
+            stack_description.forget(self.root, self.run_id)
 
 
 def handle_request(controller: Controller, request: dict[str, Any]) -> dict[str, Any]:
@@ -173,6 +216,7 @@ def serve(state_dir: Path) -> int:
     subnet = ipaddress.IPv4Network(meta["subnet"]) if meta.get("subnet") else None
     controller = Controller(plan, podman, state_dir, run_id=meta["run_id"], log=log, subnet=subnet)
     stopping = threading.Event()
+    description = Description(plan, meta, state_dir)
 
     def on_signal(signum: int, frame: object) -> None:
         stopping.set()
@@ -218,6 +262,11 @@ def serve(state_dir: Path) -> int:
                     "events": controller.events[-200:],
                 }
                 write_json(state_dir / "status.json", status)
+                if state == "ready":
+                    try:
+                        description.refresh(status["pods"])
+                    except Exception as exc:  # the controller outlives a bad description
+                        log(f"rehearsal: stack.json not written: {exc}")
             if state == "ready":
                 for request_path in sorted(requests.glob("*.json")):
                     if not kubectl.is_request(request_path) or request_path.name in dispatched:
@@ -235,6 +284,10 @@ def serve(state_dir: Path) -> int:
         traceback.print_exc()
         write_json(state_dir / "status.json", status)
     finally:
+        try:
+            description.forget()  # first: no tool should start against a stack going down
+        except Exception as exc:
+            log(f"rehearsal: stack.json not removed: {exc}")
         try:
             controller.down()
             write_json(state_dir / "status.json", {**status, "state": "down"})
