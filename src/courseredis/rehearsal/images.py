@@ -12,8 +12,11 @@ are. How each is approximated:
 | `redis:<v>-<suite>`      | minbase + Debian's redis-server/redis-tools, user redis 999 |
 | `oliver006/redis_exporter:<v>` | minbase + Debian's prometheus-redis-exporter       |
 | `localhost/courseredis-rehearsal/postgres:<m>-<suite>` | minbase + postgresql-<m> |
+| `localhost/courseredis-rehearsal/valkey:<m.n>-<suite>` | minbase + Debian's valkey-server |
 
-The last is no image the repository names: it is the rehearsal's own stand-in PostgreSQL
+The last two are no image the repository names: the valkey one is the pattern tests' newer
+Valkey (trixie: 8.1.1, which has `SET ... IFEQ`), the native primitives' real server.
+The postgres one is the rehearsal's own stand-in PostgreSQL
 (`STAND_IN_POSTGRES`, run by `courseredis.rehearsal.standins` for a stack that declares no
 database), under a name no registry serves. Its entry point is `postgres_entrypoint.sh`.
 
@@ -58,6 +61,10 @@ STAND_IN_POSTGRES = f"localhost/courseredis-rehearsal/postgres:{POSTGRES_MAJOR}-
 POSTGRES_UID = 999
 POSTGRES_HOME = "/var/lib/postgresql"
 POSTGRES_ENTRYPOINT = Path(__file__).with_name("postgres_entrypoint.sh")
+# A newer Valkey than the host's for the native primitives' tests (Valkey 8.1 has
+# `SET ... IFEQ`): Debian's minor release of each suite, which the tag names.
+VALKEY_RELEASES = {"trixie": "8.1"}
+NATIVE_VALKEY = "localhost/courseredis-rehearsal/valkey:8.1-trixie"
 # Trimmed from every rootfs: nothing in a container reads them.
 TRIMMED = (
     "var/cache/apt/archives",
@@ -175,6 +182,29 @@ def _redis(reference: str, tag: str) -> Recipe:
     )
 
 
+def _valkey(reference: str, tag: str) -> Recipe:
+    release, _, suite = tag.partition("-")
+    if VALKEY_RELEASES.get(suite) != release:
+        shipped = ", ".join(f"{r}-{s}" for s, r in VALKEY_RELEASES.items())
+        raise ImageRecipeError(
+            f"{reference}: Debian ships no valkey {release} in {suite!r} (known: {shipped})"
+        )
+    return Recipe(
+        reference=reference,
+        suite=suite,
+        packages=("valkey-server", "valkey-tools", "ca-certificates", "netbase"),
+        # Debian's packaging dirs are the service's, not a container's: the tests pass
+        # their whole configuration on the command line.
+        commands=(
+            "rm -rf /etc/valkey /var/lib/valkey /var/log/valkey /etc/init.d/valkey-server",
+            "mkdir -p /data && chown valkey:valkey /data",
+        ),
+        changes=("WORKDIR /data", "EXPOSE 6379", 'CMD ["valkey-server"]'),
+        checks=(("valkey-server", release),),
+        note=f"Debian's valkey-server {release}, for the native primitives' tests",
+    )
+
+
 def _exporter(reference: str, tag: str) -> Recipe:
     return Recipe(
         reference=reference,
@@ -232,6 +262,7 @@ RECIPES: dict[str, Callable[[str, str], Recipe]] = {
     "oliver006/redis_exporter": _exporter,
     "docker.io/oliver006/redis_exporter": _exporter,
     split_reference(STAND_IN_POSTGRES)[0]: _postgres,
+    split_reference(NATIVE_VALKEY)[0]: _valkey,
 }
 
 
