@@ -3,6 +3,11 @@
 The lock is an efficiency guard that keeps two requests for the same enrollment from doing
 the work twice; the database's unique constraint is what makes a double enrollment
 impossible, because a lease can always expire under a paused process.
+
+Release and extension compare the owner's token and act in one step: with a Lua script on
+any server, or natively where the server has it (`courseredis.server_features`: `DELIFEQ`
+or `DELEX ... IFEQ` for the release, `SET ... IFEQ ... PX` for the extension). Both answer
+alike: done, or `LockLost`.
 """
 
 from __future__ import annotations
@@ -32,10 +37,19 @@ from courseredis.patterns.flow import (
     text,
 )
 from courseredis.patterns.lua import load
+from courseredis.server_features import (
+    Primitives,
+    ReleaseCommand,
+    primitives,
+    primitives_async,
+    release_command,
+    renew_command,
+)
 
 _MS = timedelta(milliseconds=1)
 _require_lock = key_checker(keys.ENROLLMENT_LOCK)
 _COMPARE_AND_DELETE = load("compare_and_delete")
+_COMPARE_AND_PEXPIRE = load("compare_and_pexpire")
 
 
 class LockError(RuntimeError):
@@ -106,14 +120,29 @@ def _acquire(key: str, options: LockOptions, rng: random.Random) -> Flow[Lease]:
         yield Sleep(min(next(delays), left))
 
 
-def _release(lease: Lease) -> Flow[None]:
-    if not (yield Script(_COMPARE_AND_DELETE, (lease.key,), (lease.token,))):
+def _release(lease: Lease, native: ReleaseCommand | None) -> Flow[None]:
+    # Both answer 1 when they deleted the key, 0 when it was gone or held another token.
+    if native is not None:
+        deleted = yield Command(release_command(native, lease.key, lease.token))
+    else:
+        deleted = yield Script(_COMPARE_AND_DELETE, (lease.key,), (lease.token,))
+    if not deleted:
         raise LockLost(f"{lease.key}: the lease had expired or passed to another owner")
 
 
-def _extend(lease: Lease, lease_ms: int | None) -> Flow[None]:
+def _extend(lease: Lease, lease_ms: int | None, native: bool) -> Flow[None]:
     ms = lease_ms or lease.lease_ms
-    if not (yield Script(load("compare_and_pexpire"), (lease.key,), (lease.token, ms))):
+    # PEXPIRE with 0 or less deletes the key (and the script would report it extended);
+    # SET PX refuses it: refused here, the same way on both paths.
+    if ms < 1:
+        raise ValueError(f"lease_ms must be at least 1, not {ms}")
+    if native:
+        # SET rewrites the value with the token it compared, so only the TTL changes: OK
+        # when done, nil when the key was gone or held another token.
+        extended = yield Command(renew_command(lease.key, lease.token, ms))
+    else:
+        extended = yield Script(_COMPARE_AND_PEXPIRE, (lease.key,), (lease.token, ms))
+    if not extended:
         raise LockLost(f"{lease.key}: the lease had expired or passed to another owner")
 
 
@@ -129,18 +158,33 @@ class Lock:
         ...   # raises LockNotAcquired before, LockLost after if the lease was lost
     """
 
-    def __init__(self, client: SyncClient, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        client: SyncClient,
+        *,
+        rng: random.Random | None = None,
+        native: Primitives | None = None,
+    ) -> None:
+        """`native`: the primitives to use (`server_features.LUA_ONLY` forces the scripts);
+        by default the client's, detected at the first release or extension."""
         self._client = client
         self._rng = rng or random.Random()
+        self._native = native
+
+    @property
+    def primitives(self) -> Primitives:
+        if self._native is None:
+            self._native = primitives(self._client)
+        return self._native
 
     def acquire(self, key: str, options: LockOptions = LockOptions()) -> Lease:
         return run_sync(self._client, _acquire(key, options, self._rng))
 
     def release(self, lease: Lease) -> None:
-        run_sync(self._client, _release(lease))
+        run_sync(self._client, _release(lease, self.primitives.release))
 
     def extend(self, lease: Lease, lease_ms: int | None = None) -> None:
-        run_sync(self._client, _extend(lease, lease_ms))
+        run_sync(self._client, _extend(lease, lease_ms, self.primitives.renew))
 
     def is_held(self, lease: Lease) -> bool:
         return run_sync(self._client, _held(lease))
@@ -155,6 +199,8 @@ class Lock:
         rather than releasing someone else's lock.
         """
         lease = self.acquire(key, options)
+        if renew:
+            _ = self.primitives  # detected now, not within the first renewal's period
         stop = threading.Event()
         lost: list[BaseException] = []
 
@@ -185,18 +231,32 @@ class Lock:
 class AsyncLock:
     """Asyncio API, same logic as `Lock`; renewal runs as a task."""
 
-    def __init__(self, client: AsyncClient, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        rng: random.Random | None = None,
+        native: Primitives | None = None,
+    ) -> None:
         self._client = client
         self._rng = rng or random.Random()
+        self._native = native
+
+    async def primitives(self) -> Primitives:
+        if self._native is None:
+            self._native = await primitives_async(self._client)
+        return self._native
 
     async def acquire(self, key: str, options: LockOptions = LockOptions()) -> Lease:
         return await run_async(self._client, _acquire(key, options, self._rng))
 
     async def release(self, lease: Lease) -> None:
-        await run_async(self._client, _release(lease))
+        native = self._native or await self.primitives()
+        await run_async(self._client, _release(lease, native.release))
 
     async def extend(self, lease: Lease, lease_ms: int | None = None) -> None:
-        await run_async(self._client, _extend(lease, lease_ms))
+        native = self._native or await self.primitives()
+        await run_async(self._client, _extend(lease, lease_ms, native.renew))
 
     async def is_held(self, lease: Lease) -> bool:
         return await run_async(self._client, _held(lease))
@@ -206,6 +266,8 @@ class AsyncLock:
         self, key: str, options: LockOptions = LockOptions(), *, renew: bool = False
     ) -> AsyncIterator[Lease]:
         lease = await self.acquire(key, options)
+        if renew:
+            await self.primitives()  # detected now, not within the first renewal's period
         lost: list[BaseException] = []
 
         async def renew_loop() -> None:

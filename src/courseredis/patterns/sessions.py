@@ -3,6 +3,12 @@
 `touch` reads the session and records activity in one Lua call, and writes only when the
 recorded activity is older than the throttle: a busy user costs one write a minute, not
 one per request.
+
+No native command replaces the scripts (`courseredis.server_features` finds Redis 8's
+HSETEX/HGETEX and leaves them unused): their TTL is each field's, the key keeps none, so
+the key schema's TTL (read by the audit and the smoke suite) would be gone; HSETEX cannot
+stamp Redis TIME as created_at, and HGETEX renews on every read, where touch writes once
+per throttle interval.
 """
 
 from __future__ import annotations
