@@ -22,14 +22,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import contention, memory, micro, report, request_path
+from benchmarks import contention, memory, micro, native, report, request_path
 from benchmarks.measure import FULL, QUICK
 from benchmarks.operations import Topology
 from courseredis.environments import REPO_ROOT, load_environment
 from courseredis.local import LocalStack, running_stack
 from courseredis.settings import RedisSettings
 
-SECTIONS = ("micro", "memory", "request", "contention")
+SECTIONS = ("micro", "memory", "request", "contention", "native")
 TOPOLOGIES: tuple[tuple[str, Topology], ...] = (("dev", "single"), ("prod", "cluster"))
 
 
@@ -84,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures: list[memory.MemoryFigure] = []
     paths: list[request_path.RequestPath] = []
     contended: list[tuple[contention.Stampede, contention.ZipfTrace]] = []
+    pairs: list[native.Pair] = []
+    not_run: list[str] = []
     with tempfile.TemporaryDirectory(prefix="courseredis-bench-") as tmp:
         for env, topology in TOPOLOGIES:
             if topology not in wanted:
@@ -112,11 +114,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                             stack, topology, Path(tmp) / f"services-{env}", requests=requests
                         )
                     )
+                if "native" in sections and topology == "single":
+                    _say(f"{topology}: native primitives against the scripts ...")
+                    from courseredis.connection import create_client
+
+                    client = create_client(settings)
+                    try:
+                        pairs += native.measure(client, timing)
+                    finally:
+                        client.close()
                 if "contention" in sections:
                     _say(f"{topology}: the cache under contention (4 processes) ...")
                     contended.append(
                         contention.run(settings, topology, reads=zipf_reads, courses=zipf_courses)
                     )
+        if "native" in sections:
+            newer, not_run = native.newer_servers(timing, _say)
+            pairs += newer
     elapsed = time.monotonic() - started
 
     results: dict[str, Any] = {
@@ -128,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "memory": [f.to_json() for f in figures],
         "request_path": [p.to_json() for p in paths],
         "contention": [{"stampede": s.to_json(), "zipf": z.to_json()} for s, z in contended],
+        "native": {"pairs": [p.to_json() for p in pairs], "not_run": not_run},
     }
     report.write_json(out / "peers.json", [e.to_json() for e in entries])
     report.write_json(out / "results.json", results)
@@ -140,6 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("Memory", report.MEMORY_HEADER, report.memory_rows(figures)),
         ("Request path", report.REQUEST_HEADER, report.request_rows(paths)),
         ("Contention", report.CONTENTION_HEADER, report.contention_rows(contended)),
+        (
+            "Native primitives against the scripts (sync, single node)",
+            native.HEADER,
+            [p.row() for p in pairs] + [[line, "", "", "", "", ""] for line in not_run],
+        ),
     ]
     markdown = [f"Machine: {results['machine']}; {elapsed:.0f} s", ""]
     for title, header, rows in tables:

@@ -94,7 +94,15 @@ def test_results_json_covers_memory_request_path_and_contention(reports):
         )
     contended = {c["stampede"]["topology"]: c for c in results["contention"]}
     assert set(contended) == {"single", "cluster"}
+    # Native against Lua: the machine's engine always; the newer servers in podman, or a
+    # line saying why not.
+    native = results["native"]
+    pairs = {(p["server"], p["operation"]) for p in native["pairs"]}
+    assert len(pairs) + 2 * len(native["not_run"]) >= 6
+    assert all(
+        p["lua_ratio_to_ping"] > 0 and p["native_ratio_to_ping"] > 0 for p in native["pairs"]
+    )
     for c in contended.values():
         assert c["stampede"]["loads"] >= 1
         assert 0 < c["zipf"]["ideal_hit_ratio"] <= 1
-    assert (reports / "results.md").read_text().count("###") == 4
+    assert (reports / "results.md").read_text().count("###") == 5
