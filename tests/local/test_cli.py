@@ -98,8 +98,9 @@ def test_up_dev_records_the_stack(dev_root: Path) -> None:
     part = document["redis"]
     assert set(part) == {
         "mode", "nodes", "username", "password", "users", "loadtest", "data_dir", "pids",
-        "engine",
+        "engine", "address_map",
     }  # fmt: skip
+    assert part["address_map"] == {}  # its nodes announce what they are reached at
     # The engine the nodes run, and what the stack file asked for (docs/engines.md).
     assert part["engine"]["wanted_name"] == part["engine"]["name"]
     assert part["engine"]["binary"].endswith(f"{part['engine']['name']}-server")
