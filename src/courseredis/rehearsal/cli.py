@@ -390,27 +390,25 @@ def host_tool_steps(
     smoke_step = _host_tool(
         "smoke from the host",
         [sys.executable, "-m", "smoke", "--stack-json", str(path), f"--junitxml={smoke_xml}"],
-        root,
         reports / "smoke-host.log",
     )
     smoke_step.figures.update(junit_figures(smoke_xml))
     audit_step = _host_tool(
         "audit from the host",
         [sys.executable, "-m", "courseredis.ops.audit", "--stack-json", str(path)],
-        root,
         reports / "audit-host.json",
     )
     return [smoke_step, audit_step]
 
 
-def _host_tool(name: str, command: list[str], root: Path, output: Path) -> Step:
+def _host_tool(name: str, command: list[str], output: Path) -> Step:
     """Run a tool of the project's from the host; passed on exit code 0. Its output goes
     to `output`, and its tail to stderr when it fails."""
     started = time.monotonic()
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("SMOKE_", "REDIS_"))}
-    try:
+    try:  # from the repository's root, as make runs them (`python -m smoke` needs it)
         done = subprocess.run(
-            command, cwd=root, env=environ, capture_output=True, text=True, timeout=600
+            command, cwd=REPO_ROOT, env=environ, capture_output=True, text=True, timeout=600
         )
     except subprocess.TimeoutExpired:
         return Step(name, False, {"error": "no exit in 600 s"})

@@ -163,13 +163,19 @@ def hold(gateways: Gateways, live: Account, leaving: Account) -> Held:
     session = login(gateways, live)
     gone = login(gateways, leaving)
     token = str(gone["access_token"])
-    reply = httpx.post(
-        _pick(gateways, 0) + "/auth/logout",
-        headers={**CLIENT, "authorization": f"Bearer {token}"},
-        timeout=10,
+    # Retried while the stack settles, as the logins are: right after a disruption the
+    # revocation check can answer 503 (seen once after "delete one Redis pod").
+    status = _definite(
+        lambda url: httpx.post(
+            url + "/auth/logout",
+            headers={**CLIENT, "authorization": f"Bearer {token}"},
+            timeout=10,
+        ),
+        gateways,
+        60.0,
     )
-    if reply.status_code != 204:
-        raise TrafficError(f"logout failed: {reply.status_code} {reply.text[:200]}")
+    if status != 204:
+        raise TrafficError(f"logout failed: {status if status is not None else 'no answer'}")
     return Held(str(session["refresh_token"]), token)
 
 
