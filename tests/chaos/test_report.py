@@ -44,6 +44,14 @@ def test_the_table_shows_the_headline_figures() -> None:
 
 
 def test_the_runner_knows_every_scenario_once() -> None:
-    assert runner.NAMES == ("failover", "outage", "restart", "memory", "hostile", "access")
+    assert runner.NAMES == (
+        "failover",
+        "outage",
+        "restart",
+        "memory",
+        "hostile",
+        "access",
+        "rolling_upgrade",
+    )
     with pytest.raises(SystemExit, match="unknown scenarios"):
         runner.main(["--only", "nope"])
