@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,13 +26,10 @@ from courseredis import keys
 from courseredis.connection import SyncClient
 from courseredis.engines import server_version
 from courseredis.patterns.lock import Lock, LockOptions
+from courseredis.rehearsal.newer_servers import SERVERS
 from courseredis.server_features import LUA_ONLY, Primitives, primitives
 
 # (name in the report, image, server binary): the servers the tests also run.
-NEWER = (
-    ("valkey-8.1", "localhost/courseredis-rehearsal/valkey:8.1-trixie", "valkey-server"),
-    ("redis-8.0", "redis:8.10.2-trixie", "redis-server"),
-)
 HEADER = ["server", "operation", "native path", "lua xPING", "native xPING", "native/lua"]
 
 
@@ -113,52 +109,26 @@ def measure(client: SyncClient, timing: Timing) -> list[Pair]:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextmanager
-def _container(image: str, binary: str) -> Iterator[redis.Redis]:
-    from courseredis.rehearsal.images import ImageBuilder
+def _container(name: str) -> Iterator[redis.Redis]:
+    from courseredis.rehearsal.newer_servers import running
     from courseredis.rehearsal.podman import Podman
-    from courseredis.waiting import wait_until
 
     podman = Podman(Path(tempfile.mkdtemp(prefix="courseredis-bench-podman-")))
-    ImageBuilder(podman, log=lambda line: None).ensure([image])
-    port = _free_port()
-    container = podman.run(
-        ["run", "-d", "--rm", "--network", "host", image, binary, "--port", str(port),
-         "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    ).stdout.strip()  # fmt: skip
-    client = redis.Redis(port=port, decode_responses=True)
-    try:
-
-        def answers() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.ConnectionError:
-                return False
-
-        wait_until(answers, timeout_s=30, what=f"{image} to answer PING")
+    with running(podman, name) as port, redis.Redis(port=port, decode_responses=True) as client:
         yield client
-    finally:
-        client.close()
-        podman.run(["rm", "--force", "--time", "0", container], check=False)
 
 
 def newer_servers(timing: Timing, say: Callable[[str], None]) -> tuple[list[Pair], list[str]]:
     """The pairs on each newer server, and a line for each that could not run."""
     if os.geteuid() != 0:
-        return [], [f"{name}: not run (rootful podman needs root)" for name, _, _ in NEWER]
+        return [], [f"{name}: not run (rootful podman needs root)" for name in SERVERS]
     pairs: list[Pair] = []
     missing: list[str] = []
-    for name, image, binary in NEWER:
+    for name, (image, _binary) in SERVERS.items():
         say(f"native primitives on {name} ({image}, podman) ...")
         try:
-            with _container(image, binary) as client:
+            with _container(name) as client:
                 pairs += measure(client, timing)
         except Exception as error:  # a benchmark reports, it does not fail
             missing.append(f"{name}: not run ({error})")

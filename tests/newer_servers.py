@@ -14,19 +14,14 @@ skipped, except under CI (`CI=true`, which runs as root with podman), where that
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 import redis
 
-from courseredis.rehearsal.images import NATIVE_VALKEY, ImageBuilder
+from courseredis.rehearsal.newer_servers import SERVERS, running
 from courseredis.rehearsal.podman import Podman
-from tests.support import wait_for_ping
-
-# Debian 13's redis-server 8.0.2 under the name the charts pin (the rehearsal's stand-in).
-NEWER_REDIS = "redis:8.10.2-trixie"
 
 
 @dataclass(frozen=True)
@@ -43,19 +38,6 @@ class NewerServer:
         return redis.asyncio.Redis(port=self.port, decode_responses=True)
 
 
-SERVERS = {
-    "redis-8.0": (NEWER_REDIS, "redis-server"),
-    "valkey-8.1": (NATIVE_VALKEY, "valkey-server"),
-}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def podman_or_skip(tmp_path_factory: pytest.TempPathFactory) -> Podman:
     podman = Podman(tmp_path_factory.mktemp("newer-servers"))
     if os.geteuid() != 0 or not podman.available():
@@ -67,20 +49,9 @@ def podman_or_skip(tmp_path_factory: pytest.TempPathFactory) -> Podman:
 
 
 def serve(name: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NewerServer]:
-    """The server `name` (a key of SERVERS) until the generator is closed; for a fixture:
+    """The server `name` (a key of `SERVERS`) until the generator is closed; for a fixture:
     `yield from serve("valkey-8.1", tmp_path_factory)`."""
     podman = podman_or_skip(tmp_path_factory)
-    image, binary = SERVERS[name]
-    ImageBuilder(podman, log=lambda line: None).ensure([image])
-    port = _free_port()
-    container = podman.run(
-        ["run", "-d", "--rm", "--network", "host", image, binary, "--port", str(port),
-         "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    ).stdout.strip()  # fmt: skip
-    try:
-        server = NewerServer(name, image, binary, port)
-        with server.client() as client:
-            wait_for_ping(client, timeout_s=30)
-        yield server
-    finally:
-        podman.run(["rm", "--force", "--time", "0", container], check=False)
+    with running(podman, name) as port:
+        image, binary = SERVERS[name]
+        yield NewerServer(name, image, binary, port)

@@ -27,6 +27,7 @@ from courseredis.rehearsal import demo, load, traffic
 from courseredis.rehearsal.podman import Podman
 from courseredis.rehearsal.report import Step
 from courseredis.rehearsal.run import RehearsalError
+from courseredis.rehearsal.stack_description import container_port
 from courseredis.rehearsal.translate import Plan
 from courseredis.services import registry
 from courseredis.stack_file import DemoAccounts
@@ -43,9 +44,9 @@ def pods(state_dir: Path) -> dict[str, Any]:
 
 def gateway_port(plan: Plan) -> int:
     """The gateway container's `http` port, as the chart declares it."""
-    for container in plan.workload("Deployment", registry.PUBLIC).template.containers:
-        if "http" in container.ports:
-            return container.ports["http"]
+    port = container_port(plan.workload("Deployment", registry.PUBLIC), "http")
+    if port is not None:
+        return port
     raise RehearsalError(f"Deployment {registry.PUBLIC} declares no http port")
 
 

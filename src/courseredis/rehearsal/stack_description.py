@@ -66,7 +66,8 @@ def _ordinal(name: str) -> tuple[int, str]:
     return (int(match.group(1)) if match else 0, name)
 
 
-def _port(workload: Workload, port: str) -> int | None:
+def container_port(workload: Workload, port: str) -> int | None:
+    """The number of the port named `port` on any of the workload's containers."""
     for container in workload.template.containers:
         if port in container.ports:
             return container.ports[port]
@@ -93,7 +94,7 @@ def describe(
 ) -> StackFile:
     """The stack.json of the rehearsal whose pods (status.json's `pods`) are `pods`."""
     redis = redis_workload(plan)
-    redis_port = _port(redis, REDIS_CONTAINER) if redis else None
+    redis_port = container_port(redis, REDIS_CONTAINER) if redis else None
     nodes: list[str] = []
     address_map: dict[str, str] = {}
     if redis is not None and redis_port is not None:
@@ -127,7 +128,7 @@ def describe(
             continue
         ip = pods[ready[0]]["ip"]
         for into, port_name in ((services, "http"), (metrics, "metrics")):
-            port = _port(workload, port_name)
+            port = container_port(workload, port_name)
             if port is not None:
                 into[service.name] = f"http://{ip}:{port}"
     smoke = _account(plan.secrets, SECRETS.smoke)
